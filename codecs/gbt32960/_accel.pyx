@@ -1,0 +1,2 @@
+# placeholder until the accelerator lands
+
