@@ -46,3 +46,15 @@ def gbt32960(request: pytest.FixtureRequest) -> ModuleType:
 def jt808(request: pytest.FixtureRequest) -> ModuleType:
     """The JT/T 808 codec, once as the pure-Python reference and once as the accelerator."""
     return importlib.import_module(f"gateway.codecs.jt808.{request.param}")
+
+
+@pytest.fixture(scope="session")
+def gbt_vectors() -> list[dict[str, Any]]:
+    """The GB/T 32960 sample frames with their expected values."""
+    return load_vectors("gbt32960")
+
+
+@pytest.fixture(scope="session")
+def jt_vectors() -> list[dict[str, Any]]:
+    """The JT/T 808 sample frames with their expected values."""
+    return load_vectors("jt808")

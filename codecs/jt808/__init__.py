@@ -1,1 +1,46 @@
-"""jt808 codec: the implementation picked by the selector (Cython unless SILKGATE_NO_EXTENSIONS=1)."""
+"""JT/T 808 codec: messages, the selected implementation (Cython unless
+SILKGATE_NO_EXTENSIONS=1) and the subpackage reassembler."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gateway.codecs import _select
+from gateway.codecs.jt808.constants import alarm_names, status_names
+from gateway.codecs.jt808.messages import *  # noqa: F403
+from gateway.codecs.jt808.messages import __all__ as _messages_all
+from gateway.codecs.jt808.reassembly import MissingPackets, Reassembler, split_frame
+
+_IMPL_NAMES = ("FrameReader", "decode_frame", "encode_frame", "escape", "unescape", "checksum")
+
+__all__ = [
+    *_messages_all,
+    *_IMPL_NAMES,
+    "IMPLEMENTATION",
+    "MissingPackets",
+    "Reassembler",
+    "alarm_names",
+    "split_frame",
+    "status_names",
+]
+
+if TYPE_CHECKING:
+    from gateway.codecs.jt808.reference import (
+        FrameReader,
+        checksum,
+        decode_frame,
+        encode_frame,
+        escape,
+        unescape,
+    )
+
+_impl = _select.load(__name__)
+IMPLEMENTATION: str = _select.implementation_name(_impl)
+
+
+def __getattr__(name: str) -> Any:
+    # Resolved on first use, so the package imports while the accelerator is being built
+    # against messages.py (its own import goes through this package).
+    if name in _IMPL_NAMES:
+        return getattr(_impl, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
