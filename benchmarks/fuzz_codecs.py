@@ -32,16 +32,30 @@ from types import ModuleType
 from typing import Any, Final
 
 import msgspec
-
-from gateway.codecs.common import BadFrame
+from gateway.codecs.common import BadFrame, DeviceTime
 from gateway.codecs.errors import ProtocolError
+from gateway.codecs.gbt32960 import messages as g
+from gateway.codecs.jt808 import messages as j
 
 REPO: Final = Path(__file__).resolve().parents[1]
 SHARED: Final = Path(os.environ.get("SILKGATE_SHARED", REPO.parent / "shared"))
 PROTOCOLS: Final = ("gbt32960", "jt808")
 IMPL_MODULES: Final = {"python": "reference", "cython": "_accel"}
 INTERESTING_BYTES: Final = (0x00, 0x01, 0x7D, 0x7E, 0x7F, 0x80, 0x23, 0x24, 0xFE, 0xFF)
-INTERESTING_WORDS: Final = (0, 1, 0x7F, 0x80, 0xFF, 0x3FF, 0x400, 0x7FFF, 0x8000, 0xFFFB, 0xFFFE, 0xFFFF)
+INTERESTING_WORDS: Final = (
+    0,
+    1,
+    0x7F,
+    0x80,
+    0xFF,
+    0x3FF,
+    0x400,
+    0x7FFF,
+    0x8000,
+    0xFFFB,
+    0xFFFE,
+    0xFFFF,
+)
 
 # --------------------------------------------------------------------------------------------
 # Framing helpers: the "logical" view of a frame is what the checksum covers, so a mutated view
@@ -73,11 +87,15 @@ def gbt_tamper_length(view: bytearray, rng: random.Random) -> None:
     if len(view) < 24:
         return
     actual = max(0, len(view) - 25)
-    value = rng.choice(
-        (actual, actual + rng.randint(1, 4), max(0, actual - rng.randint(1, 4)), rng.randint(0, 0xFFFF))
-        + INTERESTING_WORDS
-    )
+    near = (actual, actual + rng.randint(1, 4), max(0, actual - rng.randint(1, 4)))
+    value = rng.choice((*near, rng.randint(0, 0xFFFF), *INTERESTING_WORDS))
     struct.pack_into(">H", view, 22, value & 0xFFFF)
+
+
+def gbt_fix_length(view: bytearray) -> None:
+    """Make the data-unit length WORD agree with the frame size."""
+    if len(view) >= 25:
+        struct.pack_into(">H", view, 22, min(len(view) - 25, 0xFFFF))
 
 
 def jt_unescape(frame: bytes) -> bytearray | None:
@@ -132,19 +150,32 @@ def jt_tamper_length(view: bytearray, rng: random.Random) -> None:
     struct.pack_into(">H", view, 2, attrs & 0xFFFF)
 
 
+def jt_fix_length(view: bytearray) -> None:
+    """Make the body-length bits agree with the (unescaped) frame size."""
+    if len(view) < 4:
+        return
+    attrs = struct.unpack_from(">H", view, 2)[0]
+    header = (17 if attrs & 0x4000 else 12) + (4 if attrs & 0x2000 else 0)
+    body = len(view) - header - 1
+    if 0 <= body <= 0x3FF:
+        struct.pack_into(">H", view, 2, (attrs & ~0x3FF) | body)
+
+
 @dataclass(frozen=True)
 class Framing:
     """How to get at, and restore, the checksummed part of one protocol's frames."""
 
     start: bytes
+    delimiter: bytes  # a flag byte the reader may consume without reporting it
     unwrap: Callable[[bytes], bytearray]
     wrap: Callable[[bytearray], bytes]
     tamper_length: Callable[[bytearray, random.Random], None]
+    fix_length: Callable[[bytearray], None]
 
 
 FRAMINGS: Final = {
-    "gbt32960": Framing(b"##", gbt_unwrap, gbt_wrap, gbt_tamper_length),
-    "jt808": Framing(b"\x7e", jt_unwrap, jt_wrap, jt_tamper_length),
+    "gbt32960": Framing(b"##", b"", gbt_unwrap, gbt_wrap, gbt_tamper_length, gbt_fix_length),
+    "jt808": Framing(b"\x7e", b"\x7e", jt_unwrap, jt_wrap, jt_tamper_length, jt_fix_length),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +265,266 @@ def _perturb(value: Any, rng: random.Random, depth: int = 0) -> Any:
     return value
 
 
-def encoder_frames(protocol: str, seeds: Sequence[bytes], rng: random.Random, n: int) -> list[bytes]:
+def _gbt_extra_messages() -> list[Any]:
+    """GB/T 32960 messages the vectors lack (2025 blocks, parameters, control, security)."""
+    t = DeviceTime(raw=bytes((25, 10, 27, 20, 2, 2)), utc=None)
+    v25 = g.VehicleData(
+        vehicle_state=1,
+        charge_state=3,
+        run_mode=1,
+        speed_kmh=12.3,
+        odometer_km=1000.5,
+        total_voltage_v=650.0,
+        total_current_a=-12.5,
+        soc_pct=80,
+        dcdc_state=1,
+        gear_byte=0x2E,
+        insulation_kohm=5000,
+        quality={},
+    )
+    motor25 = g.Motor(
+        number=1, state=1, controller_temp_c=30, speed_rpm=1500, torque_nm=120.5, temp_c=40
+    )
+    blocks25: list[Any] = [
+        v25,
+        g.DriveMotors(motors=[motor25, motor25]),
+        g.FuelCellEngine(
+            h2_max_temp_c=40,
+            h2_max_temp_probe=2,
+            h2_max_conc=0.5,
+            h2_max_conc_sensor=1,
+            h2_max_pressure_mpa=35.0,
+            h2_max_pressure_sensor=3,
+            dcdc_state=1,
+            h2_remaining_pct=60,
+            dcdc_temp_c=45,
+        ),
+        g.Engine(crank_rpm=1800),
+        g.Position(status=0, lon=100.5, lat=13.7, coord_system=1),
+        g.Alarm(
+            level=1,
+            flags=0x0100_0001,
+            battery_faults=[1, 2],
+            motor_faults=[],
+            engine_faults=[3],
+            other_faults=[],
+            bit_levels=[(0, 1), (24, 3)],
+        ),
+        g.CellVoltages(
+            packs=[
+                g.PackVoltage(number=1, voltage_v=650.0, current_a=-5.0, cells_raw=b"\x0f\xa0" * 8)
+            ]
+        ),
+        g.BatteryTemps(packs=[g.PackTemps(number=1, temps_raw=bytes(range(60, 70)))]),
+        g.FuelCellStacks(
+            stacks=[
+                g.FuelCellStack(
+                    number=1,
+                    voltage_v=300.0,
+                    current_a=100.0,
+                    h2_inlet_kpa=50.0,
+                    air_inlet_kpa=20.0,
+                    air_inlet_temp_c=25,
+                    temps_raw=b"\x50\x51\x52",
+                )
+            ]
+        ),
+        g.SuperCap(
+            number=1, voltage_v=48.0, current_a=2.0, cells_raw=b"\x0b\xb8" * 4, temps_raw=b"AB"
+        ),
+        g.SuperCapExtremes(
+            max_v_subsystem=1,
+            max_v_index=2,
+            max_v=3.0,
+            min_v_subsystem=1,
+            min_v_index=3,
+            min_v=2.9,
+            max_t_subsystem=1,
+            max_t_index=1,
+            max_temp_c=30,
+            min_t_subsystem=1,
+            min_t_index=2,
+            min_temp_c=20,
+        ),
+        g.CustomBlock(info_type=0x80, data=b"vendor"),
+        g.Signature(algorithm=2, r=bytes(range(32)), s=b""),
+    ]
+    fuel16 = g.FuelCell(
+        voltage_v=300.0,
+        current_a=10.0,
+        consumption_kg_100km=1.5,
+        temps_raw=b"\x40\x41",
+        h2_max_temp_c=30.5,
+        h2_max_temp_probe=1,
+        h2_max_conc_ppm=100,
+        h2_max_conc_sensor=2,
+        h2_max_pressure_mpa=35.0,
+        h2_max_pressure_sensor=3,
+        dcdc_state=1,
+    )
+    upgrade = g.UpgradeParams(
+        apn="cmnet",
+        username="u",
+        password="p",
+        ip=bytes((0, 0, 10, 0, 0, 1)),
+        port=8080,
+        manufacturer_id=b"ABCD",
+        hardware_version=b"HW001",
+        firmware_version=b"FW001",
+        url="http://x/fw.bin",
+        timeout=30,
+    )
+    params = [
+        g.Param(id=0x01, value=1000),
+        g.Param(id=0x02, value=10),
+        g.Param(id=0x04, value=5),
+        g.Param(id=0x05, value=b"a.cn!"),
+        g.Param(id=0x06, value=9000),
+        g.Param(id=0x07, value=b"HW001"),
+        g.Param(id=0x09, value=30),
+        g.Param(id=0x10, value=2),
+    ]
+    bodies: list[tuple[int, int, Any]] = [
+        (2025, 0x02, g.RealtimeData(time=t, blocks=blocks25)),
+        (2025, 0x03, g.RealtimeData(time=t, blocks=[v25, blocks25[-1]])),
+        (2016, 0x02, g.RealtimeData(time=t, blocks=[fuel16])),
+        (2016, 0x80, g.ParamQuery(time=t, ids=[1, 2, 4, 5, 6, 7, 8, 9, 0x10])),
+        (2016, 0x81, g.ParamValues(time=t, params=params)),
+        (2025, 0x81, g.ParamValues(time=t, params=params)),
+        (2016, 0x82, g.Control(time=t, command=0x01, params=upgrade)),
+        (
+            2016,
+            0x82,
+            g.Control(time=t, command=0x06, params=g.ControlWarning(level=2, message="hi")),
+        ),
+        (2016, 0x82, g.Control(time=t, command=0x03, params=b"")),
+        (
+            2016,
+            0x05,
+            g.PlatformLogin(time=t, serial=1, username="user", password="pw", encryption_rule=1),
+        ),
+        (2016, 0x06, g.PlatformLogout(time=t, serial=1)),
+        (2016, 0x08, g.TimeOnly(time=t)),
+        (
+            2025,
+            0x09,
+            g.Activation(
+                time=t,
+                chip_id="CHIP000000000001",
+                public_key=bytes(range(64)),
+                vin="LVIN0000000000001",
+                signature=g.Signature(algorithm=1, r=b"r" * 32, s=b"s" * 32),
+            ),
+        ),
+        (2025, 0x0A, g.ActivationResponse(result=1, info=1)),
+        (2025, 0x0B, g.KeySync(algorithm=5, key=bytes(16), start=t, end=t)),
+    ]
+    return [
+        g.Frame(
+            version=v, command=cmd, response=0xFE, vin="LFUZZ000000000001", encryption=1, body=b
+        )
+        for v, cmd, b in bodies
+    ]
+
+
+def _jt_extra_messages() -> list[Any]:
+    """JT/T 808 messages the vectors lack (CAN data, 2019 bodies, subpackages, items)."""
+    bcd = bytes((0x25, 0x10, 0x27, 0x20, 0x02, 0x02))
+    loc = j.Location(
+        alarm_flags=1,
+        status_flags=2,
+        latitude=13.7,
+        longitude=100.5,
+        altitude_m=10,
+        speed_kmh=60.5,
+        direction=90,
+        time=DeviceTime(raw=bcd, utc=None),
+        items=(
+            j.Odometer(km=100.5),
+            j.FuelLevel(litres=50.5),
+            j.TachographSpeed(kmh=60.0),
+            j.AlarmEventId(event_id=7),
+            j.TyrePressure(pressures=tuple([200] * 30)),
+            j.CabinTemperature(celsius=-5),
+            j.OverspeedAlarm(location_type=1, area_id=5),
+            j.AreaAlarm(location_type=1, area_id=5, direction=0),
+            j.RouteTimeAlarm(section_id=1, drive_time_s=100, result=0),
+            j.ExtendedSignals(flags=3),
+            j.IoStatus(flags=1),
+            j.AnalogValues(ad0=1, ad1=2),
+            j.SignalStrength(value=20),
+            j.SatelliteCount(count=9),
+            j.RawItem(item_id=0xE3, data=b"vendor"),
+        ),
+    )
+    can = j.CanBusData(
+        receive_time=j.CanReceiveTime(raw=bytes((0x10, 0x20, 0x30, 0x01, 0x23)), time=None),
+        items=(
+            j.CanItem(
+                channel=0, frame_type=1, collection_method=0, can_id=0x18FEF100, data=bytes(8)
+            ),
+            j.CanItem(channel=1, frame_type=0, collection_method=1, can_id=0x123, data=b"ABCDEFGH"),
+        ),
+    )
+    frames: list[Any] = []
+    for version, phone, pv in ((2013, "013912344329", None), (2019, "00000000013912344329", 1)):
+        bodies: list[tuple[int, Any]] = [
+            (0x0200, loc),
+            (0x0704, j.BatchLocation(batch_type=1, items=(loc, loc))),
+            (0x0705, can),
+            (0x0900, j.TransparentUplink(kind=0xF0, content=b"\x7e\x7d payload")),
+            (0x8900, j.TransparentDownlink(kind=0x41, content=b"down")),
+            (0x8003, j.PlatformResendRequest(original_serial=5, packet_ids=(1, 2, 3))),
+            (0x0004, j.QueryServerTime()),
+            (0x8004, j.ServerTime(time=DeviceTime(raw=bcd, utc=None))),
+            (0x0001, j.TerminalGeneralResponse(reply_serial=1, reply_msg_id=0x8103, result=0)),
+            (0x8100, j.RegisterResponse(reply_serial=1, result=0, auth_code="AUTH")),
+        ]
+        if version == 2019:
+            bodies += [
+                (0x0005, j.TerminalResendRequest(original_serial=5, packet_ids=(2,))),
+                (
+                    0x0102,
+                    j.Authenticate(
+                        auth_code="AUTH", imei="123456789012345", software_version="SW1.0"
+                    ),
+                ),
+            ]
+        for msg_id, body in bodies:
+            frames.append(
+                j.Frame(
+                    version=version,
+                    msg_id=msg_id,
+                    phone=phone,
+                    serial=7,
+                    body=body,
+                    protocol_version=pv,
+                )
+            )
+        frames.append(
+            j.Frame(
+                version=version,
+                msg_id=0x0801,
+                phone=phone,
+                serial=8,
+                body=j.RawBody(data=b"part of a subpackage set"),
+                protocol_version=pv,
+                packet_total=3,
+                packet_index=2,
+            )
+        )
+    return frames
+
+
+EXTRA_MESSAGES: Final[dict[str, Callable[[], list[Any]]]] = {
+    "gbt32960": _gbt_extra_messages,
+    "jt808": _jt_extra_messages,
+}
+
+
+def encoder_frames(
+    protocol: str, seeds: Sequence[bytes], rng: random.Random, n: int
+) -> list[bytes]:
     """Up to ``n`` frames built by our reference encoder from perturbed decoded vectors."""
     ref = importlib.import_module(f"gateway.codecs.{protocol}.reference")
     decoded = []
@@ -244,6 +534,16 @@ def encoder_frames(protocol: str, seeds: Sequence[bytes], rng: random.Random, n:
         except ProtocolError:
             continue
     out: list[bytes] = []
+    for msg in EXTRA_MESSAGES[protocol]():
+        try:
+            raw = ref.encode_frame(msg)
+        except ProtocolError as exc:  # a message this script got wrong: say so, carry on
+            print(
+                f"fuzz_codecs: seed {type(msg.body).__name__} not encodable: {exc}", file=sys.stderr
+            )
+            continue
+        out.append(raw)
+        decoded.append(msg)
     if not decoded:
         return out
     for _ in range(n * 4):
@@ -277,21 +577,48 @@ Outcome = tuple[str, Any]
 
 
 def run_decode(mod: ModuleType, data: bytes, protocol: str, impl: str) -> Outcome:
-    """decode_frame outcome: ("ok", frame) or ("err", reason); anything else is a failure."""
+    """decode_frame outcome: ("ok", frame) or ("err", reason); anything else is a failure.
+
+    A decoded frame must also survive ``decode_frame(encode_frame(frame)) == frame``.
+    """
     try:
-        return ("ok", mod.decode_frame(data))
+        frame = mod.decode_frame(data)
     except ProtocolError as exc:
         return ("err", exc.reason)
     except Exception:
         raise FuzzFailure(
             "decode_frame raised", protocol, impl, data, traceback.format_exc(limit=-3)
         ) from None
+    try:
+        again = mod.decode_frame(mod.encode_frame(frame))
+    except Exception:
+        raise FuzzFailure(
+            "re-encoding a decoded frame failed",
+            protocol,
+            impl,
+            data,
+            traceback.format_exc(limit=-3),
+        ) from None
+    if again != frame:
+        raise FuzzFailure(
+            "decode(encode(decode(x))) != decode(x)",
+            protocol,
+            impl,
+            data,
+            f"first:  {_short(frame)}\nsecond: {_short(again)}",
+        )
+    return ("ok", frame)
 
 
 def run_reader(
-    mod: ModuleType, data: bytes, chunks: Sequence[int], max_size: int | None, protocol: str, impl: str
+    mod: ModuleType,
+    data: bytes,
+    chunks: Sequence[int],
+    max_size: int | None,
+    protocol: str,
+    impl: str,
 ) -> list[Any]:
-    """Feed ``data`` in the given chunk sizes, drain, decode each frame, check byte accounting."""
+    """Feed ``data`` in the given chunks, drain, decode each frame, check that nothing is lost."""
     events: list[Any] = []
     try:
         reader = mod.FrameReader() if max_size is None else mod.FrameReader(max_size)
@@ -309,23 +636,34 @@ def run_reader(
             "FrameReader raised", protocol, impl, data, traceback.format_exc(limit=-3)
         ) from None
     out: list[Any] = []
-    accounted = buffered
+    flag = FRAMINGS[protocol].delimiter
+    reported = buffered
     for ev in events:
         if isinstance(ev, bytes | bytearray):
-            accounted += len(ev)
-            out.append(("frame", bytes(ev), run_decode(mod, bytes(ev), protocol, impl)))
+            raw = bytes(ev)
+            out.append(("frame", raw, run_decode(mod, raw, protocol, impl)))
         elif isinstance(ev, BadFrame):
-            accounted += len(ev.raw)
-            out.append(("bad", ev.raw, ev.reason))
+            raw = ev.raw
+            out.append(("bad", raw, ev.reason))
         else:
             raise FuzzFailure("FrameReader event type", protocol, impl, data, repr(type(ev)))
-    if accounted != len(data):
+        reported += len(raw) - (raw.count(flag) if flag else 0)
+        if raw not in data:
+            raise FuzzFailure(
+                "FrameReader invented bytes", protocol, impl, data, f"event {ev!r} not in input"
+            )
+    # Nothing is lost: every byte fed comes out in a frame or a BadFrame, or is still buffered.
+    # Bytes may come out twice (a bad-checksum frame is reported whole, then rescanned from its
+    # second byte for a false start; a JT/T 808 closing flag may open the next frame), and
+    # JT/T 808 0x7E flags are delimiters that need not come out (``7E 7E`` is an empty frame,
+    # garbage between frames is reported without its flags), so flags are not counted.
+    if reported < len(data) - (data.count(flag) if flag else 0):
         raise FuzzFailure(
-            "FrameReader byte accounting",
+            "FrameReader lost bytes",
             protocol,
             impl,
             data,
-            f"fed {len(data)} bytes, frames+bad+buffered = {accounted}; events {events!r}",
+            f"fed {len(data)} bytes, frames+bad+buffered = {reported}; events {events!r}",
         )
     return out
 
@@ -336,9 +674,9 @@ class Fuzzer:
 
     impls: dict[str, dict[str, ModuleType]]  # protocol -> impl name -> module
     seeds: dict[str, list[bytes]]
+    protocols: tuple[str, ...]
     rng: random.Random
     time_limit: float
-    keep_going: bool = False
     failures: list[FuzzFailure] = field(default_factory=list)
     slowest: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -346,7 +684,7 @@ class Fuzzer:
     def make_input(self) -> tuple[str, bytes]:
         """One fuzz input and the protocol it was derived from."""
         rng = self.rng
-        protocol = rng.choice(PROTOCOLS)
+        protocol = rng.choice(self.protocols)
         framing = FRAMINGS[protocol]
         r = rng.random()
         if r < 0.03:  # pure noise, sometimes behind the start bytes
@@ -357,11 +695,13 @@ class Fuzzer:
         if r < 0.08:  # several frames glued, with garbage between (stream resync)
             parts = [rng.choice(seeds) for _ in range(rng.randint(2, 4))]
             glue = [rng.randbytes(rng.randint(0, 3)) for _ in parts]
-            return protocol, b"".join(g + p for g, p in zip(glue, parts, strict=True))
+            return protocol, b"".join(a + b for a, b in zip(glue, parts, strict=True))
         checksummed = rng.random() < 0.5
         data = framing.unwrap(seed) if checksummed else bytearray(seed)
         for _ in range(1 + int(rng.expovariate(0.7))):
             mutate(data, rng, framing, seeds)
+        if checksummed and rng.random() < 0.5:
+            framing.fix_length(data)  # lengths right too: the body parsers see the damage
         return protocol, framing.wrap(data) if checksummed else bytes(data)
 
     def run_one(self, protocol: str, data: bytes) -> None:
@@ -412,17 +752,19 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_impls(impl: str) -> dict[str, dict[str, ModuleType]]:
+def load_impls(impl: str, protocols: Sequence[str]) -> dict[str, dict[str, ModuleType]]:
     names = ("python", "cython") if impl == "both" else (impl,)
     return {
         p: {n: importlib.import_module(f"gateway.codecs.{p}.{IMPL_MODULES[n]}") for n in names}
-        for p in PROTOCOLS
+        for p in protocols
     }
 
 
-def build_seeds(rng: random.Random, encoder_seeds: int) -> dict[str, list[bytes]]:
+def build_seeds(
+    rng: random.Random, encoder_seeds: int, protocols: Sequence[str]
+) -> dict[str, list[bytes]]:
     seeds: dict[str, list[bytes]] = {}
-    for p in PROTOCOLS:
+    for p in protocols:
         vectors = load_vector_frames(p)
         seeds[p] = vectors + encoder_frames(p, vectors, rng, encoder_seeds)
     return seeds
@@ -447,10 +789,17 @@ def fuzz(
     keep_going: bool = False,
     encoder_seeds: int = 200,
     current_file: str | None = None,
+    protocols: Sequence[str] = PROTOCOLS,
 ) -> Report:
     """Run ``count`` inputs; the importable entry point (the smoke test calls this)."""
     rng = random.Random(seed)
-    fuzzer = Fuzzer(load_impls(impl), build_seeds(rng, encoder_seeds), rng, time_limit, keep_going)
+    fuzzer = Fuzzer(
+        load_impls(impl, protocols),
+        build_seeds(rng, encoder_seeds, protocols),
+        tuple(protocols),
+        rng,
+        time_limit,
+    )
     fd = os.open(current_file, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644) if current_file else -1
     warmup = min(count // 10, 20_000)
     rss_before = rss_mb()
@@ -489,6 +838,7 @@ def fuzz(
     summary = {
         "bench": "fuzz_codecs",
         "impl": impl,
+        "protocols": list(protocols),
         "inputs": done,
         "seconds": round(seconds, 2),
         "per_s": round(done / seconds) if seconds > 0 else 0,
@@ -507,6 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1_000_000, help="number of inputs")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs are repeatable)")
     parser.add_argument("--impl", choices=("python", "cython", "both"), default="both")
+    parser.add_argument("--protocol", choices=(*PROTOCOLS, "both"), default="both")
     parser.add_argument("--time-limit", type=float, default=1.0, help="seconds per input (soft)")
     parser.add_argument("--hard-limit", type=float, default=60.0, help="watchdog seconds per 1000")
     parser.add_argument("--max-rss-growth-mb", type=float, default=64.0)
@@ -527,6 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_rss_growth_mb=args.max_rss_growth_mb,
         keep_going=args.keep_going,
         current_file=args.current_file,
+        protocols=PROTOCOLS if args.protocol == "both" else (args.protocol,),
     )
     for failure in report.failures:
         print(f"FAILURE {failure.kind} [{failure.protocol}/{failure.impl}]", file=sys.stderr)

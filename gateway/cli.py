@@ -41,8 +41,9 @@ def describe(frame: gbt32960.Frame | jt808.Frame) -> dict[str, Any]:
             "command": f"0x{frame.msg_id:04X}",
             "device_id": frame.phone,
         }
-    head.update(to_builtins(frame))
-    return head
+    fields: dict[str, Any] = to_builtins(frame)
+    # the summary first; it wins over the header fields of the same name
+    return head | {k: v for k, v in fields.items() if k not in head}
 
 
 def decode_hex(text: str, protocol: str) -> gbt32960.Frame | jt808.Frame:
@@ -53,8 +54,11 @@ def decode_hex(text: str, protocol: str) -> gbt32960.Frame | jt808.Frame:
         raise ValueError(f"not hex: {exc}") from None
     if protocol == "auto":
         protocol = detect_protocol(raw)
-    codec = gbt32960 if protocol == "gbt32960" else jt808
-    return codec.decode_frame(raw)
+    if protocol == "gbt32960":
+        gbt_frame: gbt32960.Frame = gbt32960.decode_frame(raw)
+        return gbt_frame
+    jt_frame: jt808.Frame = jt808.decode_frame(raw)
+    return jt_frame
 
 
 def _inputs(args: Sequence[str], stdin: TextIO) -> Iterator[str]:

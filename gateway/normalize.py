@@ -58,7 +58,7 @@ def normalize_gbt32960(frame: gbt.Frame) -> list[Record]:
         SessionEvent(
             device_id=frame.vin,
             protocol=GBT,
-            time=_utc(body.time),
+            time=_utc(getattr(body, "time")),  # noqa: B009  every handled body has a time
             event=event,
             serial=getattr(body, "serial", None),
             detail=detail,

@@ -35,6 +35,9 @@ def to_builtins(obj: Any) -> Any:
         return {"utc": iso_utc(obj.utc) if obj.utc else None, "raw": obj.raw.hex()}
     if isinstance(obj, msgspec.Struct):
         out = {f: to_builtins(getattr(obj, f)) for f in obj.__struct_fields__}
+        config = obj.__struct_config__
+        if isinstance(config.tag_field, str):  # tagged unions: say which Struct this is
+            out[config.tag_field] = config.tag
         for name in _properties(type(obj)):
             out[name] = to_builtins(getattr(obj, name))
         return out

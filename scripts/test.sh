@@ -12,5 +12,5 @@ assert g.IMPLEMENTATION == j.IMPLEMENTATION == "cython", (g.IMPLEMENTATION, j.IM
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy
+scripts/typecheck.sh
 .venv/bin/pytest "$@"

@@ -60,6 +60,9 @@ SENTINELS: Final[dict[int, tuple[int, int]]] = {
     2: (0xFFFE, 0xFFFF),
     4: (0xFFFFFFFE, 0xFFFFFFFF),
 }
+# Some terminals fill a whole abnormal block with 0xFE bytes (vector GB-14), so a WORD/DWORD of
+# 0xFEFE / 0xFEFEFEFE is read as abnormal too; encoding writes the standard sentinel instead.
+FILL_ABNORMAL: Final[dict[int, int]] = {1: 0xFE, 2: 0xFEFE, 4: 0xFEFEFEFE}
 BRAKE_ON_NO_TRAVEL: Final = 0x65  # 2016 brake pedal byte
 NO_LIST_COUNTS: Final = frozenset({0xFE, 0xFF})  # alarm list counts meaning "no list"
 

@@ -3,7 +3,7 @@ SILKGATE_NO_EXTENSIONS=1) and the subpackage reassembler."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.codecs import _select
 from gateway.codecs.jt808.constants import alarm_names, status_names
@@ -24,7 +24,10 @@ __all__ = [
     "status_names",
 ]
 
-if TYPE_CHECKING:
+_impl = _select.load(__name__)
+IMPLEMENTATION: str = _select.implementation_name(_impl)
+
+if TYPE_CHECKING:  # both implementations expose the reference's signatures
     from gateway.codecs.jt808.reference import (
         FrameReader,
         checksum,
@@ -33,14 +36,10 @@ if TYPE_CHECKING:
         escape,
         unescape,
     )
-
-_impl = _select.load(__name__)
-IMPLEMENTATION: str = _select.implementation_name(_impl)
-
-
-def __getattr__(name: str) -> Any:
-    # Resolved on first use, so the package imports while the accelerator is being built
-    # against messages.py (its own import goes through this package).
-    if name in _IMPL_NAMES:
-        return getattr(_impl, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+else:
+    FrameReader = _impl.FrameReader
+    checksum = _impl.checksum
+    decode_frame = _impl.decode_frame
+    encode_frame = _impl.encode_frame
+    escape = _impl.escape
+    unescape = _impl.unescape

@@ -12,7 +12,6 @@ import datetime as dt
 from typing import Final, TypeAlias
 
 import msgspec
-
 from gateway.codecs.common import DeviceTime
 
 __all__ = [
@@ -65,50 +64,50 @@ class _Msg(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag=True):
 # --------------------------------------------------------------------------- location items
 
 
-class Odometer(_Msg):
+class Odometer(_Msg, frozen=True):
     """Additional item 0x01: odometer in km (DWORD x 0.1 km)."""
 
     km: float
 
 
-class FuelLevel(_Msg):
+class FuelLevel(_Msg, frozen=True):
     """Additional item 0x02: fuel level in litres (WORD x 0.1 L)."""
 
     litres: float
 
 
-class TachographSpeed(_Msg):
+class TachographSpeed(_Msg, frozen=True):
     """Additional item 0x03: speed from the tachograph in km/h (WORD x 0.1 km/h)."""
 
     kmh: float
 
 
-class AlarmEventId(_Msg):
+class AlarmEventId(_Msg, frozen=True):
     """Additional item 0x04: id of an alarm event that needs manual confirmation (WORD)."""
 
     event_id: int
 
 
-class TyrePressure(_Msg):
+class TyrePressure(_Msg, frozen=True):
     """Additional item 0x05 (2019): 30 tyre pressure bytes, front to back; 0xFF -> None."""
 
     pressures: tuple[int | None, ...]
 
 
-class CabinTemperature(_Msg):
+class CabinTemperature(_Msg, frozen=True):
     """Additional item 0x06 (2019): cabin temperature in degrees Celsius (signed WORD)."""
 
     celsius: int
 
 
-class OverspeedAlarm(_Msg):
+class OverspeedAlarm(_Msg, frozen=True):
     """Additional item 0x11: location type (0 none) and, for types 1-4, the area/route id."""
 
     location_type: int
     area_id: int | None = None
 
 
-class AreaAlarm(_Msg):
+class AreaAlarm(_Msg, frozen=True):
     """Additional item 0x12: area/route in-out alarm (type, area id, direction 0 in / 1 out)."""
 
     location_type: int
@@ -116,7 +115,7 @@ class AreaAlarm(_Msg):
     direction: int
 
 
-class RouteTimeAlarm(_Msg):
+class RouteTimeAlarm(_Msg, frozen=True):
     """Additional item 0x13: road-section drive time (section id, seconds, 0 short / 1 long)."""
 
     section_id: int
@@ -124,45 +123,45 @@ class RouteTimeAlarm(_Msg):
     result: int
 
 
-class ExtendedSignals(_Msg):
+class ExtendedSignals(_Msg, frozen=True):
     """Additional item 0x25: extended vehicle signal status bits (DWORD)."""
 
     flags: int
 
 
-class IoStatus(_Msg):
+class IoStatus(_Msg, frozen=True):
     """Additional item 0x2A: IO status bits (WORD)."""
 
     flags: int
 
 
-class AnalogValues(_Msg):
+class AnalogValues(_Msg, frozen=True):
     """Additional item 0x2B: analog inputs, AD0 from bits 0-15, AD1 from bits 16-31."""
 
     ad0: int
     ad1: int
 
 
-class SignalStrength(_Msg):
+class SignalStrength(_Msg, frozen=True):
     """Additional item 0x30: wireless network signal strength (BYTE)."""
 
     value: int
 
 
-class SatelliteCount(_Msg):
+class SatelliteCount(_Msg, frozen=True):
     """Additional item 0x31: GNSS satellites in use (BYTE)."""
 
     count: int
 
 
-class CustomItemsLength(_Msg):
+class CustomItemsLength(_Msg, frozen=True):
     """Additional item 0xE0: length of the custom items that follow, ``size`` bytes wide."""
 
     value: int
     size: int
 
 
-class RawItem(_Msg):
+class RawItem(_Msg, frozen=True):
     """An additional item kept as sent: vendor ids (0xE1-0xFF), unknown ids, odd lengths."""
 
     item_id: int
@@ -192,13 +191,13 @@ AdditionalItem: TypeAlias = (
 # --------------------------------------------------------------------------------- bodies
 
 
-class RawBody(_Msg):
+class RawBody(_Msg, frozen=True):
     """A body kept undecoded: encrypted, unknown message id, or one packet of a subpackage set."""
 
     data: bytes
 
 
-class TerminalGeneralResponse(_Msg):
+class TerminalGeneralResponse(_Msg, frozen=True):
     """0x0001: terminal's answer to a platform message (result 0 ok, 1 fail, 2 bad, 3 unsupp.)."""
 
     reply_serial: int
@@ -206,7 +205,7 @@ class TerminalGeneralResponse(_Msg):
     result: int
 
 
-class PlatformGeneralResponse(_Msg):
+class PlatformGeneralResponse(_Msg, frozen=True):
     """0x8001: platform's answer to a terminal message (as 0x0001, plus 4 alarm confirmed)."""
 
     reply_serial: int
@@ -214,25 +213,25 @@ class PlatformGeneralResponse(_Msg):
     result: int
 
 
-class Heartbeat(_Msg):
+class Heartbeat(_Msg, frozen=True):
     """0x0002: terminal heartbeat (empty body)."""
 
 
-class Logout(_Msg):
+class Logout(_Msg, frozen=True):
     """0x0003: terminal logout / deregistration (empty body)."""
 
 
-class QueryServerTime(_Msg):
+class QueryServerTime(_Msg, frozen=True):
     """0x0004 (2019): terminal asks for the server time (empty body)."""
 
 
-class ServerTime(_Msg):
+class ServerTime(_Msg, frozen=True):
     """0x8004 (2019): server time, BCD[6]; the zone is ``constants.SERVER_TIME_IS_UTC``."""
 
     time: DeviceTime
 
 
-class Register(_Msg):
+class Register(_Msg, frozen=True):
     """0x0100: terminal registration. ``plate`` holds the VIN when ``plate_color`` is 0."""
 
     province: int
@@ -244,7 +243,7 @@ class Register(_Msg):
     plate: str
 
 
-class RegisterResponse(_Msg):
+class RegisterResponse(_Msg, frozen=True):
     """0x8100: registration result (0 ok, 1-4 refusals); ``auth_code`` only with result 0."""
 
     reply_serial: int
@@ -252,7 +251,7 @@ class RegisterResponse(_Msg):
     auth_code: str | None = None
 
 
-class Authenticate(_Msg):
+class Authenticate(_Msg, frozen=True):
     """0x0102: authentication; ``imei`` and ``software_version`` exist in 2019 only."""
 
     auth_code: str
@@ -260,7 +259,7 @@ class Authenticate(_Msg):
     software_version: str | None = None
 
 
-class Location(_Msg):
+class Location(_Msg, frozen=True):
     """0x0200: location report (also one item of 0x0704).
 
     Latitude/longitude in degrees, negative when status bit 2 (south) / bit 3 (west) is set;
@@ -294,21 +293,21 @@ class Location(_Msg):
         return None
 
 
-class BatchLocation(_Msg):
+class BatchLocation(_Msg, frozen=True):
     """0x0704: batch of location reports; ``batch_type`` 0 normal, 1 blind-area reissue."""
 
     batch_type: int
     items: tuple[Location, ...]
 
 
-class CanReceiveTime(_Msg):
+class CanReceiveTime(_Msg, frozen=True):
     """Receive time of the first CAN item (BCD hhmmss + ms); ``time`` None if not valid."""
 
     raw: bytes
     time: dt.time | None
 
 
-class CanItem(_Msg):
+class CanItem(_Msg, frozen=True):
     """One CAN frame: channel (0 CAN1, 1 CAN2), frame type (0 std, 1 ext), collection method
     (0 raw, 1 average), 29-bit id, 8 data bytes."""
 
@@ -319,35 +318,35 @@ class CanItem(_Msg):
     data: bytes
 
 
-class CanBusData(_Msg):
+class CanBusData(_Msg, frozen=True):
     """0x0705: CAN bus data upload."""
 
     receive_time: CanReceiveTime
     items: tuple[CanItem, ...]
 
 
-class TransparentUplink(_Msg):
+class TransparentUplink(_Msg, frozen=True):
     """0x0900: data passed through from terminal to platform (type + content)."""
 
     kind: int
     content: bytes
 
 
-class TransparentDownlink(_Msg):
+class TransparentDownlink(_Msg, frozen=True):
     """0x8900: data passed through from platform to terminal (type + content)."""
 
     kind: int
     content: bytes
 
 
-class PlatformResendRequest(_Msg):
+class PlatformResendRequest(_Msg, frozen=True):
     """0x8003: platform asks for the packets ``packet_ids`` of the set starting at the serial."""
 
     original_serial: int
     packet_ids: tuple[int, ...]
 
 
-class TerminalResendRequest(_Msg):
+class TerminalResendRequest(_Msg, frozen=True):
     """0x0005 (2019): terminal asks for the packets ``packet_ids`` of a platform message."""
 
     original_serial: int

@@ -325,7 +325,9 @@ def decode_register(body: bytes, version: int) -> Register:
     r = _Reader(body)
     province, city = r.u16("province"), r.u16("city")
     fields: list[str] = []
-    for width, what in zip(_register_widths(version), ("maker", "model", "terminal id")):
+    for width, what in zip(
+        _register_widths(version), ("maker", "model", "terminal id"), strict=True
+    ):
         start = r.offset
         fields.append(_fixed_text(r.take(width, what), what, start))
     color = r.u8("plate colour")
@@ -367,7 +369,9 @@ def decode_register_response(body: bytes, version: int) -> RegisterResponse:
 
 
 def encode_register_response(msg: RegisterResponse, version: int) -> bytes:
-    code = b"" if msg.auth_code is None else _pack_text(msg.auth_code)
+    # The auth code follows only a successful registration.
+    ok = msg.result == c.REGISTER_OK and msg.auth_code is not None
+    code = _pack_text(msg.auth_code) if ok and msg.auth_code is not None else b""
     return struct.pack(">HB", msg.reply_serial, msg.result) + code
 
 
@@ -410,6 +414,7 @@ def encode_authenticate(msg: Authenticate, version: int) -> bytes:
 
 def _decode_item(item_id: int, value: bytes) -> AdditionalItem:
     """One typed additional item, or RawItem for vendor/unknown ids and unexpected lengths."""
+    # 2019-only ids (0x05, 0x06) are decoded in 2013 frames too: they are unused there.
     allowed = c.ITEM_LENGTHS.get(item_id)
     if allowed is not None and len(value) not in allowed:
         return RawItem(item_id=item_id, data=value)
@@ -493,9 +498,7 @@ def _encode_item(item: AdditionalItem) -> tuple[int, bytes]:
     raise TypeError(f"not an additional item: {item!r}")
 
 
-def decode_additional_items(
-    data: bytes, version: int, base: int = 0
-) -> tuple[AdditionalItem, ...]:
+def decode_additional_items(data: bytes, version: int, base: int = 0) -> tuple[AdditionalItem, ...]:
     """Items of (id BYTE, length BYTE, value) in wire order; an item past the end: TRUNCATED."""
     r = _Reader(data, base)
     items: list[AdditionalItem] = []
@@ -888,7 +891,9 @@ def encode_frame(msg: Frame) -> bytes:
     try:
         body = encode_body(msg.msg_id, msg.body, msg.version)
         payload = _pack_header(msg, len(body)) + body
-    except (struct.error, OverflowError, UnicodeEncodeError) as exc:
+    except ProtocolError:
+        raise
+    except (struct.error, OverflowError, UnicodeEncodeError, ValueError) as exc:
         raise ProtocolError(Reason.BAD_VALUE, f"cannot encode: {exc}") from exc
     return _FLAG_BYTE + escape(payload + bytes((checksum(payload),))) + _FLAG_BYTE
 
@@ -933,10 +938,7 @@ class FrameReader:
     def next_event(self) -> bytes | BadFrame | None:
         """The next frame or BadFrame, or None when more data is needed."""
         while True:
-            if self._state == _FRAME:
-                event = self._next_in_frame()
-            else:
-                event = self._next_outside()
+            event = self._next_in_frame() if self._state == _FRAME else self._next_outside()
             if event is not _AGAIN:
                 return event  # type: ignore[return-value]
 
@@ -951,7 +953,7 @@ class FrameReader:
         self._scan = len(self._buf) if i == -1 else i
         return i
 
-    def _next_outside(self) -> bytes | BadFrame | None | object:
+    def _next_outside(self) -> bytes | BadFrame | object | None:
         """SEEK / SKIP: report bytes up to the next flag (garbage or too_large tail)."""
         reason = Reason.GARBAGE if self._state == _SEEK else Reason.TOO_LARGE
         i = self._find_flag(0)
@@ -965,7 +967,7 @@ class FrameReader:
             return _AGAIN
         return BadFrame(self._cut(i), reason.value, 0, "bytes outside a frame")
 
-    def _next_in_frame(self) -> bytes | BadFrame | None | object:
+    def _next_in_frame(self) -> bytes | BadFrame | object | None:
         """_buf[0] is a flag: find the closing flag and check the segment."""
         j = self._find_flag(1)
         if j == -1 or j + 1 > self._max:
