@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import random
+import re
 import struct
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from types import ModuleType
 from typing import Any, Final
 
 import msgspec
+
 from gateway.codecs.common import BadFrame, DeviceTime
 from gateway.codecs.errors import ProtocolError
 from gateway.codecs.gbt32960 import messages as g
@@ -572,6 +574,13 @@ class FuzzFailure(Exception):
         self.data = data
         self.detail = detail
 
+    def signature(self) -> tuple[str, ...]:
+        """What makes two failures the same bug: kind, target, exception or body types."""
+        lines = self.detail.strip().splitlines()
+        last = lines[-1].split(":")[0] if lines else ""
+        bodies = tuple(sorted(set(re.findall(r"body=(\w+)\(", self.detail))))
+        return (self.kind, self.protocol, self.impl, last, *bodies)
+
 
 Outcome = tuple[str, Any]
 
@@ -678,6 +687,8 @@ class Fuzzer:
     rng: random.Random
     time_limit: float
     failures: list[FuzzFailure] = field(default_factory=list)
+    failure_count: int = 0
+    seen: set[tuple[str, ...]] = field(default_factory=set)
     slowest: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
 
@@ -818,7 +829,11 @@ def fuzz(
             try:
                 fuzzer.run_one(protocol, data)
             except FuzzFailure as failure:
-                fuzzer.failures.append(failure)
+                fuzzer.failure_count += 1
+                key = failure.signature()
+                if key not in fuzzer.seen:  # keep-going keeps one example of each kind
+                    fuzzer.seen.add(key)
+                    fuzzer.failures.append(failure)
                 if not keep_going or len(fuzzer.failures) >= 50:
                     done = i + 1
                     break
@@ -842,7 +857,7 @@ def fuzz(
         "inputs": done,
         "seconds": round(seconds, 2),
         "per_s": round(done / seconds) if seconds > 0 else 0,
-        "errors": len(fuzzer.failures),
+        "errors": fuzzer.failure_count + (len(fuzzer.failures) - len(fuzzer.seen)),
         "rss_growth_mb": round(growth, 2),
         "seed": seed,
         "slowest_input_ms": round(fuzzer.slowest * 1000, 2),
@@ -861,7 +876,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=1.0, help="seconds per input (soft)")
     parser.add_argument("--hard-limit", type=float, default=60.0, help="watchdog seconds per 1000")
     parser.add_argument("--max-rss-growth-mb", type=float, default=64.0)
-    parser.add_argument("--keep-going", action="store_true", help="collect up to 50 failures")
+    parser.add_argument(
+        "--keep-going", action="store_true", help="carry on; report up to 50 distinct failures"
+    )
     parser.add_argument(
         "--current-file",
         default=os.path.join(tempfile.gettempdir(), f"fuzz_codecs.{os.getpid()}.current"),

@@ -171,7 +171,7 @@ debian_mirror() {
     local f
     {
         for f in /etc/apt/sources.list.d/*.sources; do
-            [ -r "$f" ] && grep -i '^URIs:' "$f" | cut -d: -f2- | tr ' \t' '\n\n'
+            [ -r "$f" ] && grep -i '^URIs:' "$f" | cut -d: -f2- | tr -s ' \t' '\n'
         done
         for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
             [ -r "$f" ] && sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" { print $2 }'
@@ -238,6 +238,7 @@ build_root() {
     compgen -G "$tmp/usr/lib/postgresql/$PG_MAJOR/lib/timescaledb*.so" >/dev/null ||
         die "no timescaledb library in the new root"
 
+    sync -f "$tmp" # the files dpkg wrote without fsync are on disk before the root gets its name
     echo "$RECIPE" >"$tmp/$MARKER"
     mv -T "$tmp" "$ROOT"
     CLEANUP_DIR=
@@ -328,10 +329,10 @@ close_fds() {
 
 not_alive() { ! alive "$@"; }
 
-# wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.2 s.
+# wait_for SECONDS COMMAND...: poll every 0.2 s until COMMAND succeeds; fail after SECONDS.
 wait_for() {
-    local secs=$1 what=$2
-    shift 2
+    local secs=$1
+    shift
     local deadline=$((SECONDS + secs))
     until "$@" >/dev/null 2>&1; do
         [ "$SECONDS" -lt "$deadline" ] || return 1
@@ -395,7 +396,7 @@ stop_mosquitto() {
     pid=$(mq_pid)
     if [ -n "$pid" ]; then
         kill -TERM "$pid" 2>/dev/null || true
-        if ! wait_for 15 "mosquitto exit" not_alive "$pid" mosquitto; then
+        if ! wait_for 15 not_alive "$pid" mosquitto; then
             log "mosquitto: pid $pid ignored SIGTERM; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
@@ -466,7 +467,7 @@ start_postgres() {
             </dev/null >"$LOGS/pg_ctl.log" 2>&1 ||
             { show_log "$LOGS/pg_ctl.log"; show_log "$PGH/server.log"; die "pg_ctl start"; }
     fi
-    if ! wait_for "$TIMEOUT" postgresql pg_ready; then
+    if ! wait_for "$TIMEOUT" pg_ready; then
         show_log "$PGH/server.log"
         die "postgresql not accepting connections on 127.0.0.1:$PG_PORT after ${TIMEOUT}s"
     fi

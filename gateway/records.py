@@ -8,12 +8,16 @@ Cell voltages and probe temperatures stay packed (COPY of bytea is about 13x fas
 0xFFFE/0xFFFF sentinels kept) and ``probe_temps`` the probe BYTEs as sent (1 degC, offset -40,
 0xFE/0xFF sentinels kept); min/max/mean columns are computed over the valid values. The SQL
 functions ``silkgate_cells(bytea)`` and ``silkgate_temps(bytea)`` unpack them.
+
+``received_at`` is when silkgate received the data; the pipeline stamps it (the store uses the
+write time when it is None).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -102,6 +106,7 @@ class VehicleRealtime(msgspec.Struct, kw_only=True, gc=False):
     extra: dict[str, Any] | None = None
     custom_blocks: list[CustomBlock] = msgspec.field(default_factory=list)
     quality: dict[str, str] = msgspec.field(default_factory=dict)
+    received_at: datetime | None = None  # stamped by the pipeline; the store falls back to now
 
 
 class Position(msgspec.Struct, kw_only=True, gc=False):
@@ -122,6 +127,7 @@ class Position(msgspec.Struct, kw_only=True, gc=False):
     status_flags: int | None = None
     coord_system: int | None = None
     extra: dict[str, Any] | None = None
+    received_at: datetime | None = None
 
 
 class Alarm(msgspec.Struct, kw_only=True, gc=False):
@@ -135,6 +141,7 @@ class Alarm(msgspec.Struct, kw_only=True, gc=False):
     names: list[str]
     fault_codes: dict[str, list[int]] = msgspec.field(default_factory=dict)
     reissue: bool = False
+    received_at: datetime | None = None
 
 
 class SessionEvent(msgspec.Struct, kw_only=True, gc=False):
@@ -146,6 +153,137 @@ class SessionEvent(msgspec.Struct, kw_only=True, gc=False):
     event: str  # "login", "logout", "platform_login", "platform_logout", "register", "auth", ...
     serial: int | None = None
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
+    received_at: datetime | None = None
+
+
+class ChargerStatus(msgspec.Struct, kw_only=True, gc=False):
+    """A connector's (or the whole charger's) status: OCPP StatusNotification, YKC status.
+
+    ``connector_id`` 0 is the charger itself (OCPP 1.6). OCPP 2.0.1 numbers connectors within an
+    EVSE, so ``evse_id`` is part of the identity there; it is None for OCPP 1.6.
+    """
+
+    charger_id: str  # charge point identity (OCPP) or pile code (YKC)
+    time: datetime
+    connector_id: int
+    status: str  # "Available", "Preparing", "Charging", "Faulted", ... as the protocol names it
+    protocol: str  # "ocpp1.6", "ocpp2.0.1", "ykc"
+    evse_id: int | None = None
+    error_code: str | None = None  # OCPP 1.6 errorCode ("NoError" kept as sent)
+    vendor_error_code: str | None = None
+    vendor_id: str | None = None
+    info: str | None = None
+    station_id: str | None = None
+    received_at: datetime | None = None
+
+
+class MeterValue(msgspec.Struct, kw_only=True, gc=False):
+    """One sampled value of an OCPP MeterValues / TransactionEvent (or YKC realtime) message.
+
+    ``value`` is in SI units named by ``unit``: Wh, varh, W, var, A, V, Hz, Celsius, Percent
+    (kWh and kW from the device are scaled to Wh and W).
+    """
+
+    charger_id: str
+    time: datetime
+    connector_id: int
+    measurand: str  # "Energy.Active.Import.Register", "Power.Active.Import", "SoC", ...
+    value: float
+    unit: str
+    protocol: str
+    evse_id: int | None = None
+    transaction_id: str | None = None
+    phase: str | None = None  # "L1", "L1-N", ... or None
+    location: str | None = None  # "Outlet", "EV", "Inlet", "Body", "Cable"
+    context: str | None = None  # "Sample.Periodic", "Transaction.Begin", ...
+    station_id: str | None = None
+    received_at: datetime | None = None
+
+
+class ChargingSession(msgspec.Struct, kw_only=True, gc=False):
+    """A charging transaction event: start, update or stop (OCPP 1.6 Start/StopTransaction,
+    OCPP 2.0.1 TransactionEvent Started/Updated/Ended, YKC transaction records).
+
+    ``id_tag`` is whatever the operator's privacy setting produced: the tag hashed
+    (``id_tag_hashed=True``) or as given.
+    """
+
+    charger_id: str
+    transaction_id: str
+    time: datetime  # time of this event
+    event: str  # "start", "update", "stop"
+    protocol: str
+    connector_id: int | None = None
+    evse_id: int | None = None
+    id_tag: str | None = None
+    id_tag_hashed: bool = False
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    meter_start_wh: float | None = None
+    meter_stop_wh: float | None = None
+    energy_wh: float | None = None  # delivered so far (update) or in total (stop)
+    soc_start_pct: float | None = None
+    soc_pct: float | None = None  # SoC at this event
+    stop_reason: str | None = None
+    station_id: str | None = None
+    extra: dict[str, Any] | None = None
+    received_at: datetime | None = None
+
+
+class SwapEvent(msgspec.Struct, kw_only=True, gc=False):
+    """One battery swap at a station: the pack taken out of the vehicle and the pack put in."""
+
+    station_id: str
+    time: datetime
+    result: str  # "success", "failed", "aborted"
+    bay: int | None = None
+    swap_id: str | None = None  # the station's own sequence or order number
+    vin: str | None = None
+    pack_out_id: str | None = None
+    pack_out_soc_pct: float | None = None
+    pack_out_energy_wh: float | None = None
+    pack_in_id: str | None = None
+    pack_in_soc_pct: float | None = None
+    pack_in_energy_wh: float | None = None
+    duration_s: float | None = None
+    faults: list[str] = msgspec.field(default_factory=list)
+    extra: dict[str, Any] | None = None
+    received_at: datetime | None = None
+
+
+class RawFrame(msgspec.Struct, kw_only=True, gc=False):
+    """A frame exactly as received (the compliance archive; device times stay as sent)."""
+
+    frame_id: UUID
+    received_at: datetime
+    peer: str  # "ip:port" or MQTT client id
+    protocol: str
+    frame: bytes
+    version: str | None = None  # "2016", "2025", "2013", "2019", "1.6", ...
+    device_id: str | None = None
+
+
+class DeadLetter(msgspec.Struct, kw_only=True, gc=False):
+    """Input that could not be decoded or normalized, kept raw with the reason."""
+
+    frame_id: UUID
+    received_at: datetime
+    peer: str
+    protocol: str
+    reason: str  # the ProtocolError reason code
+    message: str
+    raw: bytes
+    offset: int | None = None
 
 
 Record = VehicleRealtime | Position | Alarm | SessionEvent
+"""Records normalized from vehicle protocols (GB/T 32960, JT/T 808)."""
+
+ChargeRecord = ChargerStatus | MeterValue | ChargingSession | SwapEvent
+"""Records from chargers and swap stations."""
+
+ArchiveRecord = RawFrame | DeadLetter
+"""The raw frame archive and the dead letters."""
+
+StoredRecord = Record | ChargeRecord | ArchiveRecord
+"""Everything the store writes."""

@@ -93,6 +93,7 @@ cdef str _BAD_CHECKSUM = Reason.BAD_CHECKSUM.value
 cdef object _ref_decode_body = _ref.decode_body
 cdef object _ref_encode_body = _ref.encode_body
 cdef object _ref_encode_text = _ref.encode_text
+cdef dict _START_BY_VERSION = {2016: b"##", 2025: b"$$"}
 
 cdef object _Alarm = Alarm
 cdef object _BatteryTemps = BatteryTemps
@@ -1249,12 +1250,10 @@ def encode_frame(msg) -> bytes:
     cdef Py_ssize_t length
     cdef uint8_t start
     version = msg.version
-    if version == 2016:
-        start = 0x23
-    elif version == 2025:
-        start = 0x24
-    else:
+    start_bytes = _START_BY_VERSION.get(version)  # a dict lookup, as in the reference
+    if start_bytes is None:
         raise _ProtocolError(_R_BAD_VALUE, f"version {version} is not 2016 or 2025")
+    start = 0x23 if start_bytes == b"##" else 0x24
     _wb_init(&w, 1024)
     try:
         w.len = HEADER_SIZE  # the header is written once the body length is known

@@ -1149,7 +1149,9 @@ def encode_frame(msg):
                 index = msg.packet_index
                 put16(p + 2, <uint32_t>_uint(total, 0xFFFF, True))
                 put16(p + 4, <uint32_t>(0 if not index else _uint(index, 0xFFFF, True)))
-        except (_struct_error, OverflowError, UnicodeEncodeError) as exc:
+        except ProtocolError:
+            raise
+        except (_struct_error, OverflowError, UnicodeEncodeError, ValueError) as exc:
             raise ProtocolError(_BAD_VALUE, f"cannot encode: {exc}") from exc
         p = wb_alloc(&w, 1)
         p[0] = _xor(w.buf, w.len - 1)

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Final, TypeAlias
 
 import msgspec
+
 from gateway.codecs.common import DeviceTime
 
 __all__ = [

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 import msgspec
+
 from gateway.codecs.errors import ProtocolError, Reason
 from gateway.codecs.jt808 import reference
 from gateway.codecs.jt808.constants import MAX_BODY

@@ -2,8 +2,9 @@
 
 The session fixture ``services`` runs ``deploy/services.sh start`` (root only), which installs
 whatever is missing first: on a fresh Debian 12 machine that builds a Debian 13 root once (about
-two minutes); afterwards a start takes about a second. The services the fixture started are
-stopped at the end of the session; services that already ran are left running.
+two minutes); afterwards a start takes about a second. The services are left running at the end
+(several test sessions may share them; `deploy/services.sh stop` stops them), unless
+SILKGATE_STOP_SERVICES=1 asks the fixture to stop them.
 
 To test against services started some other way (docker compose, a remote box), set both
 SILKGATE_DSN and SILKGATE_MQTT; the fixture then uses them as they are and starts nothing.
@@ -86,7 +87,6 @@ def services() -> Iterator[Services]:
             "the integration tests need the local services: run `sudo deploy/services.sh start` "
             "and `export $(deploy/services.sh env)`, or run the tests as root"
         )
-    was_running = _run("status")[0] == 0
     rc, output = _run("start", timeout=START_TIMEOUT)
     if rc != 0:
         pytest.fail(f"deploy/services.sh start exited {rc}:\n{output}")
@@ -94,5 +94,5 @@ def services() -> Iterator[Services]:
     try:
         yield Services(dsn=env["SILKGATE_DSN"], mqtt=env["SILKGATE_MQTT"], origin="local")
     finally:
-        if not was_running and not os.environ.get("SILKGATE_KEEP_SERVICES"):
+        if os.environ.get("SILKGATE_STOP_SERVICES") == "1":
             _run("stop")

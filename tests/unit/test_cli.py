@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,9 +76,14 @@ def test_decode_bad_frame_reports_and_continues(
     assert "frame 1:" in err and "frame 2: bad_input" in err
 
 
-def test_console_script_info() -> None:
+def test_console_script_info(tmp_path: Path) -> None:
+    # Outside the repo root: there, ``import gateway`` would find the source folder first.
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "info"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "gateway.cli", "info"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     )
     info = json.loads(proc.stdout)
     assert set(info["codecs"]) == {"gbt32960", "jt808"}

@@ -5,7 +5,8 @@ builds realtime (0x02/0x03), vehicle login/logout and platform login messages, o
 them into bytes, and every field rtm_con decodes is compared with our decode (both the pure-Python
 reference and the Cython accelerator, via the ``gbt32960`` fixture).
 
-Known peer deviations (rtm_con is wrong; /work/shared/protocols/gbt32960.md is the referee):
+Known deviations (/work/shared/protocols/gbt32960.md is the referee); all but the 0xFE fill are
+rtm_con's:
 
 * 2016 pack (subsystem) current in info type 0x08: rtm_con applies -3000 A, the standard -1000 A
   (its own ``data_2016`` sample then reads -1994.9 A against a 5.1 A whole-vehicle current).
@@ -41,21 +42,20 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gateway.codecs.common import ABNORMAL, INVALID, DeviceTime, gmt8_to_utc
 from gateway.codecs.gbt32960 import constants as C
 from gateway.codecs.gbt32960 import messages as m
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 # Per version and implementation: 200 realtime frames per version in all, well under 20 s.
 EXAMPLES = 100
 SHARED = Path(os.environ.get("SILKGATE_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 ALNUM = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
-PEER_2016_PACK_CURRENT_SHIFT = 2000.0
+PEER_2016_PACK_CURRENT_SHIFT = 2000.0  # rtm_con -3000 A vs the standard's -1000 A
 #: Our codec reads a WORD/DWORD filled with 0xFE bytes as abnormal (vector GB-14), if it says so.
-FILL_RAW: dict[int, int] = dict(
-    getattr(C, "FILL_ABNORMAL", {})
-)  # rtm_con -3000 A vs the standard's -1000 A
+FILL_RAW: dict[int, int] = dict(getattr(C, "FILL_ABNORMAL", {}))
 
 
 def _load_rtm_con() -> Any:

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -49,9 +50,7 @@ from gateway.codecs.jt808.messages import (
     TyrePressure,
 )
 
-FAST = settings(
-    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FAST = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
@@ -79,7 +78,8 @@ def same_encode(msg: Frame) -> None:
     """encode_frame agrees; the ``cannot encode: <exc>`` message wording may differ."""
     expected, actual = outcome(reference.encode_frame, msg), outcome(_accel.encode_frame, msg)
     if expected[0] == "protocol_error" and expected[3].startswith("cannot encode:"):
-        assert actual[:3] == expected[:3] and actual[3].startswith("cannot encode:")
+        assert actual[:3] == expected[:3], (actual, expected)
+        assert actual[3].startswith("cannot encode:")
     else:
         assert actual == expected
 
@@ -91,8 +91,9 @@ bcd_pairs = st.integers(0, 99).map(lambda v: (v // 10) << 4 | v % 10)
 raw_times = st.lists(st.one_of(bcd_pairs, bcd_pairs, u8), min_size=6, max_size=6).map(bytes)
 device_times = st.one_of(
     raw_times.map(lambda raw: DeviceTime(raw=raw, utc=None)),
-    st.datetimes(dt.datetime(2000, 1, 2), dt.datetime(2099, 12, 30), timezones=st.just(dt.UTC))
-    .map(lambda t: DeviceTime(raw=b"", utc=t)),
+    st.datetimes(dt.datetime(2000, 1, 2), dt.datetime(2099, 12, 30), timezones=st.just(dt.UTC)).map(
+        lambda t: DeviceTime(raw=b"", utc=t)
+    ),
 )
 
 items: st.SearchStrategy[AdditionalItem] = st.one_of(
@@ -154,7 +155,9 @@ bodies: st.SearchStrategy[tuple[int, Body]] = st.one_of(
     st.builds(TransparentUplink, kind=u8, content=st.binary(max_size=50)).map(
         lambda b: (0x0900, b)
     ),
-    st.tuples(st.sampled_from([0x0200, 0x0704, 0x0F01]), st.builds(RawBody, data=st.binary())),
+    st.tuples(
+        st.sampled_from([0x0200, 0x0704, 0x0F01]), st.builds(RawBody, data=st.binary(max_size=64))
+    ),
 )
 
 
@@ -201,7 +204,7 @@ def mutated(draw: st.DrawFn) -> bytes:
             del payload[i : i + draw(st.integers(1, 4))]
         else:
             del payload[i:]
-    check = reference.checksum(payload)
+    check = reference.checksum(bytes(payload))
     if draw(st.booleans()):
         check ^= draw(st.integers(0, 0xFF))
     out = bytearray(b"\x7e" + reference.escape(bytes(payload) + bytes((check,))) + b"\x7e")
@@ -247,7 +250,7 @@ def test_garbage_agrees(blob: bytes) -> None:
         same("decode_body", msg_id, blob, 2013)
 
 
-@settings(FAST, max_examples=300)
+@settings(FAST, max_examples=200)
 @given(
     pieces=st.lists(
         st.one_of(mutated(), st.binary(max_size=20), st.sampled_from([b"\x7e", b"\x7e\x7e"])),
@@ -294,7 +297,8 @@ def test_out_of_range_encodes_agree(data: st.DataObject) -> None:
             st.builds(CustomItemsLength, value=any_int, size=st.integers(0, 300)),
             st.builds(RawItem, item_id=any_int, data=st.binary(max_size=300)),
             st.builds(
-                TyrePressure, pressures=st.lists(st.one_of(st.none(), any_int)).map(tuple)
+                TyrePressure,
+                pressures=st.lists(st.one_of(st.none(), any_int), max_size=32).map(tuple),
             ),
         )
     )
@@ -309,17 +313,12 @@ def test_out_of_range_encodes_agree(data: st.DataObject) -> None:
         time=data.draw(device_times),
         items=(item,),
     )
-    body: Body = data.draw(
-        st.sampled_from(
-            [
-                loc,
-                BatchLocation(batch_type=data.draw(any_int), items=(loc,)),
-                PlatformGeneralResponse(
-                    reply_serial=data.draw(any_int), reply_msg_id=1, result=0
-                ),
-            ]
-        )
-    )
+    choices: list[Body] = [
+        loc,
+        BatchLocation(batch_type=data.draw(any_int), items=(loc,)),
+        PlatformGeneralResponse(reply_serial=data.draw(any_int), reply_msg_id=1, result=0),
+    ]
+    body = data.draw(st.sampled_from(choices))
     msg_id = {Location: 0x0200, BatchLocation: 0x0704}.get(type(body), 0x8001)
     msg = Frame(
         version=data.draw(st.sampled_from([2013, 2019])),
@@ -375,7 +374,7 @@ def test_vectors_agree(jt_vectors: list[dict[str, Any]]) -> None:
     assert reader_events[1] == reader_events[0]
 
 
-def test_accelerator_is_selected() -> None:
+def test_accelerator_is_selected(tmp_path: Path) -> None:
     """Without SILKGATE_NO_EXTENSIONS the package exports the compiled extension's functions."""
     env = {k: v for k, v in os.environ.items() if k != "SILKGATE_NO_EXTENSIONS"}
     code = (
@@ -384,7 +383,12 @@ def test_accelerator_is_selected() -> None:
         "j.FrameReader is a.FrameReader, a.__file__)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,  # not the checkout, whose gateway/ folder would shadow the install
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert out[:3] == ["cython", "True", "True"]
     assert out[3].endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))

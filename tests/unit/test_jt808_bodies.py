@@ -6,6 +6,7 @@ import datetime as dt
 from types import ModuleType
 
 import pytest
+
 from gateway.codecs.common import DeviceTime
 from gateway.codecs.errors import ProtocolError, Reason
 from gateway.codecs.jt808 import constants as c

@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
+from msgspec.structs import replace
+
 from gateway.codecs.common import BadFrame, DeviceTime
 from gateway.codecs.errors import ProtocolError, Reason
 from gateway.codecs.jt808.constants import DEFAULT_MAX_FRAME
@@ -16,7 +18,6 @@ from gateway.codecs.jt808.messages import (
     RawBody,
     TransparentUplink,
 )
-from msgspec.structs import replace
 
 HEARTBEAT_2013 = Frame(
     version=2013, msg_id=0x0002, phone="013800138000", serial=7, body=Heartbeat()

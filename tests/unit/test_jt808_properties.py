@@ -9,6 +9,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gateway.codecs.common import BadFrame, DeviceTime
 from gateway.codecs.errors import ProtocolError
 from gateway.codecs.jt808 import constants as c
@@ -54,8 +57,6 @@ from gateway.codecs.jt808.messages import (
     TyrePressure,
 )
 from gateway.codecs.jt808.reference import make_can_time, make_device_time, make_server_time
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(
     max_examples=100,

@@ -8,6 +8,7 @@ from types import ModuleType
 
 import msgspec
 import pytest
+
 from gateway.codecs.errors import ProtocolError, Reason
 from gateway.codecs.jt808.messages import (
     BatchLocation,

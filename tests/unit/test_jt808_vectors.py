@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from gateway.codecs.common import BadFrame
 from gateway.codecs.errors import ProtocolError
 from gateway.codecs.jt808.messages import (

@@ -1,0 +1,1 @@
+"""TimescaleDB store: schema migrations, COPY writers, retention and rollups."""
