@@ -248,7 +248,7 @@ class _Window:
         if n <= 0:
             return b""
         rel = off - self._off
-        if 0 <= rel and rel + n <= len(self._buf):
+        if rel >= 0 and rel + n <= len(self._buf):
             return self._buf[rel : rel + n]
         if n >= _WINDOW:
             return _pread_full(self._fd, n, off)
@@ -265,7 +265,7 @@ def _parse_at(
     head = win.read(off, HEADER_SIZE)
     if len(head) < HEADER_SIZE or head[:4] != MAGIC:
         return None
-    magic, version, flags, reserved, length, seq, pcrc = _HEAD.unpack_from(head)
+    _, version, flags, reserved, length, seq, pcrc = _HEAD.unpack_from(head)
     (hcrc,) = _HCRC.unpack_from(head, _HEAD.size)
     if zlib.crc32(head[: _HEAD.size]) != hcrc:
         return None
@@ -341,6 +341,7 @@ class Spool:
         self._last_warning: float | None = None
         self._known_bad: set[tuple[int, int]] = set()  # (segment first seq, offset) counted
         self._cursor: tuple[int, int, int] | None = None  # (seq, segment first seq, offset)
+        self._lost_tail: tuple[int, int] | None = None  # seqs found corrupt with none after
         self._read_fd: tuple[int, int] | None = None  # (segment first seq, fd)
 
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -493,8 +494,14 @@ class Spool:
 
     @property
     def records(self) -> int:
-        """Unacknowledged records."""
-        return max(0, self._written_seq - self._acked_seq)
+        """Unacknowledged records, less those replay found lost at the very end (so a
+        drained spool reads 0 even when its last records were corrupt)."""
+        written, acked = self._written_seq, self._acked_seq
+        n = written - acked
+        lost = self._lost_tail
+        if lost is not None and lost[1] == written:
+            n -= max(0, written - max(lost[0] - 1, acked))
+        return max(0, n)
 
     @property
     def segments(self) -> int:
@@ -760,6 +767,10 @@ class Spool:
                     for s in self._segments
                     if s.last_seq > start
                 ]
+                live = {s.first_seq for s in self._segments}
+            if self._read_fd is not None and self._read_fd[0] not in live:
+                os.close(self._read_fd[1])  # its segment was deleted: let the disk space go
+                self._read_fd = None
             last, nbytes = start, 0
             for seg in snapshot:
                 fd = self._reader_fd(seg)
@@ -778,6 +789,8 @@ class Spool:
                         resume, nseq = nxt if nxt is not None else (win.end, seg.last_seq + 1)
                         with self._lock:
                             self._count_corrupt(seg, off, resume, prev, nseq)
+                            if nxt is None and seg.last_seq >= self._written_seq:
+                                self._lost_tail = (prev + 1, seg.last_seq)
                         off = resume
                         self._cursor = (last, seg.first_seq, off)
                         continue

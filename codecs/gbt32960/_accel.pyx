@@ -20,12 +20,14 @@ from cpython.datetime cimport datetime_new, import_datetime
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.math cimport fabs, isfinite, round as c_round
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from datetime import UTC
+from types import MemberDescriptorType
 
 from gateway.codecs.common import ABNORMAL, INVALID, BadFrame, DeviceTime
 from gateway.codecs.errors import ProtocolError, Reason
@@ -223,12 +225,9 @@ cdef object _bytes(RBuf* b, Py_ssize_t n):
 cdef object _counted(RBuf* b, int count_size, int item_size, str what):
     """A BYTE/WORD count followed by that many items, returned raw (reference._counted)."""
     cdef Py_ssize_t count
-    if count_size == 1:
-        rb_need(b, 1, what + " count")
-        count = rb_u8(b)
-    else:
-        rb_need(b, 2, what + " count")
-        count = rb_u16(b)
+    if b.end - b.pos < count_size:  # (the message is built only when it is needed)
+        rb_truncated(b, count_size, what + " count")
+    count = rb_u8(b) if count_size == 1 else rb_u16(b)
     rb_need(b, count * item_size, what)
     return _bytes(b, count * item_size)
 
@@ -462,7 +461,8 @@ cdef object _extremes(RBuf* b):
 cdef object _fault_list(RBuf* b, str name, dict q):
     """Count BYTE + DWORD codes; a count of 0xFE / 0xFF means no list (None + quality)."""
     cdef Py_ssize_t count, i
-    rb_need(b, 1, name + " count")
+    if b.end - b.pos < 1:
+        rb_truncated(b, 1, name + " count")
     count = rb_u8(b)
     if count >= 0xFE:
         return _flag(q, name, count == 0xFE)
@@ -607,7 +607,8 @@ cdef object _super_cap_extremes(RBuf* b):
 cdef object _prefixed(RBuf* b, str what):
     """WORD length + bytes."""
     cdef Py_ssize_t n
-    rb_need(b, 2, what + " length")
+    if b.end - b.pos < 2:
+        rb_truncated(b, 2, what + " length")
     n = rb_u16(b)
     rb_need(b, n, what)
     return _bytes(b, n)
@@ -870,16 +871,23 @@ cdef int _ef(WBuf* w, object value, str name, object q, int size, long div, long
     return _put(w, int(value) + off, size, name)
 
 
+cdef int _put_len(WBuf* w, Py_ssize_t n, int size, str what, str suffix) except -1:
+    """A count or length field (the message is only built when it does not fit)."""
+    if n >= (<Py_ssize_t>1 << (8 * size)):
+        raise _ProtocolError(_R_BAD_VALUE, f"{what}{suffix}={n} does not fit in {size} bytes")
+    return _raw(w, n, size, what)
+
+
 cdef int _put_counted(WBuf* w, object raw, int count_size, int item_size, str what) except -1:
     cdef Py_ssize_t n = len(raw)
     if n % item_size:
         raise _ProtocolError(_R_BAD_VALUE, f"{what}: {n} bytes, not whole items")
-    _put(w, n // item_size, count_size, what + " count")
+    _put_len(w, n // item_size, count_size, what, " count")
     return _data(w, raw)
 
 
 cdef int _put_prefixed(WBuf* w, object raw, str what) except -1:
-    _put(w, len(raw), 2, what + " length")
+    _put_len(w, len(raw), 2, what, " length")
     return _data(w, raw)
 
 
@@ -887,7 +895,200 @@ cdef int _encode_time(WBuf* w, object t) except -1:
     raw = t.raw
     if len(raw) != TIME_SIZE:
         raise _ProtocolError(_R_BAD_VALUE, f"time must be 6 raw bytes, got {len(raw)}")
-    return _data(w, bytes(raw))
+    return _data(w, raw if type(raw) is bytes else bytes(raw))
+
+
+# --------------------------------------------------------------------------- field specs
+#
+# The encoders walk field tables like the reference's Field tuples. Reading a Struct field with
+# getattr() costs more than encoding it, so a _Spec also records each field's slot offset
+# (from the class's member descriptor, looked up by name at import) and reads the slot
+# directly when the object is of exactly that class; anything else goes through getattr().
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+cdef enum:
+    _MAX_SPEC = 16
+
+
+cdef class _Spec:
+    """(name, size, div, offset) fields of one Struct class, in wire order."""
+
+    cdef object cls
+    cdef tuple names
+    cdef Py_ssize_t n
+    cdef Py_ssize_t slot[_MAX_SPEC]  # -1: read with getattr()
+    cdef int size[_MAX_SPEC]
+    cdef long div[_MAX_SPEC]
+    cdef long off[_MAX_SPEC]
+
+    def __cinit__(self, cls, tuple fields):
+        cdef Py_ssize_t i
+        if len(fields) > _MAX_SPEC:
+            raise ValueError("too many fields")
+        self.cls = cls
+        self.names = tuple(f[0] for f in fields)
+        self.n = len(fields)
+        for i, (name, size, div, off) in enumerate(fields):
+            self.size[i] = size
+            self.div[i] = div
+            self.off[i] = off
+            self.slot[i] = -1
+            for klass in cls.__mro__:
+                desc = klass.__dict__.get(name)
+                if desc is not None:
+                    if type(desc) is MemberDescriptorType:
+                        self.slot[i] = (<PyMemberDescrObject*>desc).d_member.offset
+                    break
+
+
+cdef inline object _field(object obj, _Spec spec, Py_ssize_t i, bint exact):
+    """Field i of obj: its slot when obj is exactly spec.cls, else getattr()."""
+    cdef PyObject* value
+    if exact and spec.slot[i] >= 0:
+        value = (<PyObject**>((<char*><PyObject*>obj) + spec.slot[i]))[0]
+        if value is not NULL:
+            return <object>value
+    return getattr(obj, <str>spec.names[i])
+
+
+cdef int _enc_spec(WBuf* w, object obj, _Spec spec, object q) except -1:
+    """Every field of spec (reference._encode_fields)."""
+    cdef Py_ssize_t i
+    cdef bint exact = type(obj) is spec.cls
+    for i in range(spec.n):
+        _ef(w, _field(obj, spec, i, exact), <str>spec.names[i], q, spec.size[i], spec.div[i],
+            spec.off[i])
+    return 0
+
+
+cdef tuple _current(str name, bint v16):
+    return (name, 2, 10, 10000 if v16 else 30000)
+
+
+cdef tuple _VEHICLE_HEAD = (
+    ("vehicle_state", 1, 0, 0),
+    ("charge_state", 1, 0, 0),
+    ("run_mode", 1, 0, 0),
+    ("speed_kmh", 2, 10, 0),
+    ("odometer_km", 4, 10, 0),
+    ("total_voltage_v", 2, 10, 0),
+)
+cdef tuple _VEHICLE_MID = (("soc_pct", 1, 0, 0), ("dcdc_state", 1, 0, 0))
+cdef _Spec _VEHICLE_HEAD_16 = _Spec(
+    VehicleData, _VEHICLE_HEAD + (_current("total_current_a", True),) + _VEHICLE_MID
+)
+cdef _Spec _VEHICLE_HEAD_25 = _Spec(
+    VehicleData, _VEHICLE_HEAD + (_current("total_current_a", False),) + _VEHICLE_MID
+)
+cdef _Spec _VEHICLE_TAIL_16 = _Spec(
+    VehicleData, (("insulation_kohm", 2, 0, 0), ("accel_pct", 1, 0, 0))
+)
+cdef _Spec _VEHICLE_TAIL_25 = _Spec(VehicleData, (("insulation_kohm", 2, 0, 0),))
+cdef _Spec _MOTOR_16 = _Spec(Motor, (
+    ("number", 1, 0, 0),
+    ("state", 1, 0, 0),
+    ("controller_temp_c", 1, 0, 40),
+    ("speed_rpm", 2, 0, 20000),
+    ("torque_nm", 2, 10, 20000),
+    ("temp_c", 1, 0, 40),
+    ("voltage_v", 2, 10, 0),
+    ("current_a", 2, 10, 10000),
+))
+cdef _Spec _MOTOR_25 = _Spec(Motor, (
+    ("number", 1, 0, 0),
+    ("state", 1, 0, 0),
+    ("controller_temp_c", 1, 0, 40),
+    ("speed_rpm", 2, 0, 32000),
+    ("torque_nm", 4, 10, 200000),
+    ("temp_c", 1, 0, 40),
+))
+cdef _Spec _FUEL_CELL_HEAD = _Spec(FuelCell, (
+    ("voltage_v", 2, 10, 0),
+    ("current_a", 2, 10, 0),
+    ("consumption_kg_100km", 2, 100, 0),
+))
+cdef _Spec _FUEL_CELL_TAIL = _Spec(FuelCell, (
+    ("h2_max_temp_c", 2, 10, 400),
+    ("h2_max_temp_probe", 1, 0, 0),
+    ("h2_max_conc_ppm", 2, 0, 0),
+    ("h2_max_conc_sensor", 1, 0, 0),
+    ("h2_max_pressure_mpa", 2, 10, 0),
+    ("h2_max_pressure_sensor", 1, 0, 0),
+    ("dcdc_state", 1, 0, 0),
+))
+cdef _Spec _FUEL_CELL_ENGINE = _Spec(FuelCellEngine, (
+    ("h2_max_temp_c", 2, 0, 40),
+    ("h2_max_temp_probe", 1, 0, 0),
+    ("h2_max_conc", 2, 10000, 0),
+    ("h2_max_conc_sensor", 1, 0, 0),
+    ("h2_max_pressure_mpa", 2, 10, 0),
+    ("h2_max_pressure_sensor", 1, 0, 0),
+    ("dcdc_state", 1, 0, 0),
+    ("h2_remaining_pct", 1, 0, 0),
+    ("dcdc_temp_c", 1, 0, 40),
+))
+cdef _Spec _ENGINE_16 = _Spec(Engine, (
+    ("state", 1, 0, 0),
+    ("crank_rpm", 2, 0, 0),
+    ("consumption_l_100km", 2, 100, 0),
+))
+cdef _Spec _ENGINE_25 = _Spec(Engine, (("crank_rpm", 2, 0, 0),))
+cdef _Spec _COORD_SYSTEM = _Spec(Position, (("coord_system", 1, 0, 0),))
+cdef _Spec _EXTREMES = _Spec(Extremes, (
+    ("max_v_subsystem", 1, 0, 0),
+    ("max_v_cell", 1, 0, 0),
+    ("max_cell_v", 2, 1000, 0),
+    ("min_v_subsystem", 1, 0, 0),
+    ("min_v_cell", 1, 0, 0),
+    ("min_cell_v", 2, 1000, 0),
+    ("max_t_subsystem", 1, 0, 0),
+    ("max_t_probe", 1, 0, 0),
+    ("max_temp_c", 1, 0, 40),
+    ("min_t_subsystem", 1, 0, 0),
+    ("min_t_probe", 1, 0, 0),
+    ("min_temp_c", 1, 0, 40),
+))
+cdef _Spec _ALARM_LEVEL = _Spec(Alarm, (("level", 1, 0, 0),))
+cdef _Spec _PACK_HEAD_16 = _Spec(
+    PackVoltage, (("number", 1, 0, 0), ("voltage_v", 2, 10, 0), _current("current_a", True))
+)
+cdef _Spec _PACK_HEAD_25 = _Spec(
+    PackVoltage, (("number", 1, 0, 0), ("voltage_v", 2, 10, 0), _current("current_a", False))
+)
+cdef _Spec _PACK_TAIL_16 = _Spec(PackVoltage, (("total_cells", 2, 0, 0), ("first_cell", 2, 0, 0)))
+cdef _Spec _PACK_TEMPS = _Spec(PackTemps, (("number", 1, 0, 0),))
+cdef _Spec _STACK = _Spec(FuelCellStack, (
+    ("number", 1, 0, 0),
+    ("voltage_v", 2, 10, 0),
+    ("current_a", 2, 10, 0),
+    ("h2_inlet_kpa", 2, 10, 1000),
+    ("air_inlet_kpa", 2, 10, 1000),
+    ("air_inlet_temp_c", 1, 0, 40),
+))
+cdef _Spec _SUPER_CAP = _Spec(SuperCap, (
+    ("number", 1, 0, 0),
+    ("voltage_v", 2, 10, 0),
+    ("current_a", 2, 10, 30000),
+))
+cdef _Spec _SUPER_CAP_EXTREMES = _Spec(SuperCapExtremes, (
+    ("max_v_subsystem", 1, 0, 0),
+    ("max_v_index", 2, 0, 0),
+    ("max_v", 2, 1000, 0),
+    ("min_v_subsystem", 1, 0, 0),
+    ("min_v_index", 2, 0, 0),
+    ("min_v", 2, 1000, 0),
+    ("max_t_subsystem", 1, 0, 0),
+    ("max_t_index", 2, 0, 0),
+    ("max_temp_c", 1, 0, 40),
+    ("min_t_subsystem", 1, 0, 0),
+    ("min_t_index", 2, 0, 0),
+    ("min_temp_c", 1, 0, 40),
+))
 
 
 # --------------------------------------------------------------------------- block encoders
@@ -895,19 +1096,10 @@ cdef int _encode_time(WBuf* w, object t) except -1:
 
 cdef int _enc_vehicle(WBuf* w, object k, bint v16) except -1:
     q = k.quality
-    _ef(w, k.vehicle_state, "vehicle_state", q, 1, 0, 0)
-    _ef(w, k.charge_state, "charge_state", q, 1, 0, 0)
-    _ef(w, k.run_mode, "run_mode", q, 1, 0, 0)
-    _ef(w, k.speed_kmh, "speed_kmh", q, 2, 10, 0)
-    _ef(w, k.odometer_km, "odometer_km", q, 4, 10, 0)
-    _ef(w, k.total_voltage_v, "total_voltage_v", q, 2, 10, 0)
-    _ef(w, k.total_current_a, "total_current_a", q, 2, 10, 10000 if v16 else 30000)
-    _ef(w, k.soc_pct, "soc_pct", q, 1, 0, 0)
-    _ef(w, k.dcdc_state, "dcdc_state", q, 1, 0, 0)
+    _enc_spec(w, k, _VEHICLE_HEAD_16 if v16 else _VEHICLE_HEAD_25, q)
     _put(w, k.gear_byte, 1, "gear_byte")
-    _ef(w, k.insulation_kohm, "insulation_kohm", q, 2, 0, 0)
+    _enc_spec(w, k, _VEHICLE_TAIL_16 if v16 else _VEHICLE_TAIL_25, q)
     if v16:
-        _ef(w, k.accel_pct, "accel_pct", q, 1, 0, 0)
         brake_pct = k.brake_pct
         if brake_pct is not None:
             _put(w, brake_pct, 1, "brake_pct")
@@ -919,65 +1111,19 @@ cdef int _enc_vehicle(WBuf* w, object k, bint v16) except -1:
 
 
 cdef int _enc_motors(WBuf* w, object k, bint v16) except -1:
+    cdef _Spec spec = _MOTOR_16 if v16 else _MOTOR_25
     motors = k.motors
-    _put(w, len(motors), 1, "motor count")
-    for m in motors:
-        q = m.quality
-        _ef(w, m.number, "number", q, 1, 0, 0)
-        _ef(w, m.state, "state", q, 1, 0, 0)
-        _ef(w, m.controller_temp_c, "controller_temp_c", q, 1, 0, 40)
-        if v16:
-            _ef(w, m.speed_rpm, "speed_rpm", q, 2, 0, 20000)
-            _ef(w, m.torque_nm, "torque_nm", q, 2, 10, 20000)
-            _ef(w, m.temp_c, "temp_c", q, 1, 0, 40)
-            _ef(w, m.voltage_v, "voltage_v", q, 2, 10, 0)
-            _ef(w, m.current_a, "current_a", q, 2, 10, 10000)
-        else:
-            _ef(w, m.speed_rpm, "speed_rpm", q, 2, 0, 32000)
-            _ef(w, m.torque_nm, "torque_nm", q, 4, 10, 200000)
-            _ef(w, m.temp_c, "temp_c", q, 1, 0, 40)
+    _put_len(w, len(motors), 1, "motor", " count")
+    for motor in motors:
+        _enc_spec(w, motor, spec, motor.quality)
     return 0
 
 
 cdef int _enc_fuel_cell(WBuf* w, object k) except -1:
     q = k.quality
-    _ef(w, k.voltage_v, "voltage_v", q, 2, 10, 0)
-    _ef(w, k.current_a, "current_a", q, 2, 10, 0)
-    _ef(w, k.consumption_kg_100km, "consumption_kg_100km", q, 2, 100, 0)
+    _enc_spec(w, k, _FUEL_CELL_HEAD, q)
     _put_counted(w, k.temps_raw, 2, 1, "fuel-cell probes")
-    _ef(w, k.h2_max_temp_c, "h2_max_temp_c", q, 2, 10, 400)
-    _ef(w, k.h2_max_temp_probe, "h2_max_temp_probe", q, 1, 0, 0)
-    _ef(w, k.h2_max_conc_ppm, "h2_max_conc_ppm", q, 2, 0, 0)
-    _ef(w, k.h2_max_conc_sensor, "h2_max_conc_sensor", q, 1, 0, 0)
-    _ef(w, k.h2_max_pressure_mpa, "h2_max_pressure_mpa", q, 2, 10, 0)
-    _ef(w, k.h2_max_pressure_sensor, "h2_max_pressure_sensor", q, 1, 0, 0)
-    _ef(w, k.dcdc_state, "dcdc_state", q, 1, 0, 0)
-    return 0
-
-
-cdef int _enc_fuel_cell_engine(WBuf* w, object k) except -1:
-    q = k.quality
-    _ef(w, k.h2_max_temp_c, "h2_max_temp_c", q, 2, 0, 40)
-    _ef(w, k.h2_max_temp_probe, "h2_max_temp_probe", q, 1, 0, 0)
-    _ef(w, k.h2_max_conc, "h2_max_conc", q, 2, 10000, 0)
-    _ef(w, k.h2_max_conc_sensor, "h2_max_conc_sensor", q, 1, 0, 0)
-    _ef(w, k.h2_max_pressure_mpa, "h2_max_pressure_mpa", q, 2, 10, 0)
-    _ef(w, k.h2_max_pressure_sensor, "h2_max_pressure_sensor", q, 1, 0, 0)
-    _ef(w, k.dcdc_state, "dcdc_state", q, 1, 0, 0)
-    _ef(w, k.h2_remaining_pct, "h2_remaining_pct", q, 1, 0, 0)
-    _ef(w, k.dcdc_temp_c, "dcdc_temp_c", q, 1, 0, 40)
-    return 0
-
-
-cdef int _enc_engine(WBuf* w, object k, bint v16) except -1:
-    q = k.quality
-    if v16:
-        _ef(w, k.state, "state", q, 1, 0, 0)
-        _ef(w, k.crank_rpm, "crank_rpm", q, 2, 0, 0)
-        _ef(w, k.consumption_l_100km, "consumption_l_100km", q, 2, 100, 0)
-    else:
-        _ef(w, k.crank_rpm, "crank_rpm", q, 2, 0, 0)
-    return 0
+    return _enc_spec(w, k, _FUEL_CELL_TAIL, q)
 
 
 cdef int _enc_coord(WBuf* w, object value, str name, object q) except -1:
@@ -996,27 +1142,9 @@ cdef int _enc_position(WBuf* w, object k, bint v16) except -1:
     q = k.quality
     _put(w, k.status, 1, "status")
     if not v16:
-        _ef(w, k.coord_system, "coord_system", q, 1, 0, 0)
+        _enc_spec(w, k, _COORD_SYSTEM, q)
     _enc_coord(w, k.lon, "lon", q)
-    _enc_coord(w, k.lat, "lat", q)
-    return 0
-
-
-cdef int _enc_extremes(WBuf* w, object k) except -1:
-    q = k.quality
-    _ef(w, k.max_v_subsystem, "max_v_subsystem", q, 1, 0, 0)
-    _ef(w, k.max_v_cell, "max_v_cell", q, 1, 0, 0)
-    _ef(w, k.max_cell_v, "max_cell_v", q, 2, 1000, 0)
-    _ef(w, k.min_v_subsystem, "min_v_subsystem", q, 1, 0, 0)
-    _ef(w, k.min_v_cell, "min_v_cell", q, 1, 0, 0)
-    _ef(w, k.min_cell_v, "min_cell_v", q, 2, 1000, 0)
-    _ef(w, k.max_t_subsystem, "max_t_subsystem", q, 1, 0, 0)
-    _ef(w, k.max_t_probe, "max_t_probe", q, 1, 0, 0)
-    _ef(w, k.max_temp_c, "max_temp_c", q, 1, 0, 40)
-    _ef(w, k.min_t_subsystem, "min_t_subsystem", q, 1, 0, 0)
-    _ef(w, k.min_t_probe, "min_t_probe", q, 1, 0, 0)
-    _ef(w, k.min_temp_c, "min_temp_c", q, 1, 0, 40)
-    return 0
+    return _enc_coord(w, k.lat, "lat", q)
 
 
 cdef int _enc_list(WBuf* w, object items, str name, object q, bint pairs) except -1:
@@ -1042,7 +1170,7 @@ cdef int _enc_list(WBuf* w, object items, str name, object q, bint pairs) except
 
 cdef int _enc_alarm(WBuf* w, object k, bint v16) except -1:
     q = k.quality
-    _ef(w, k.level, "level", q, 1, 0, 0)
+    _enc_spec(w, k, _ALARM_LEVEL, q)
     _put(w, k.flags, 4, "flags")
     _enc_list(w, k.battery_faults, "battery_faults", q, False)
     _enc_list(w, k.motor_faults, "motor_faults", q, False)
@@ -1054,16 +1182,14 @@ cdef int _enc_alarm(WBuf* w, object k, bint v16) except -1:
 
 
 cdef int _enc_cell_voltages(WBuf* w, object k, bint v16) except -1:
+    cdef _Spec head = _PACK_HEAD_16 if v16 else _PACK_HEAD_25
     packs = k.packs
-    _put(w, len(packs), 1, "pack count")
+    _put_len(w, len(packs), 1, "pack", " count")
     for p in packs:
         q = p.quality
-        _ef(w, p.number, "number", q, 1, 0, 0)
-        _ef(w, p.voltage_v, "voltage_v", q, 2, 10, 0)
-        _ef(w, p.current_a, "current_a", q, 2, 10, 10000 if v16 else 30000)
+        _enc_spec(w, p, head, q)
         if v16:
-            _ef(w, p.total_cells, "total_cells", q, 2, 0, 0)
-            _ef(w, p.first_cell, "first_cell", q, 2, 0, 0)
+            _enc_spec(w, p, _PACK_TAIL_16, q)
             _put_counted(w, p.cells_raw, 1, 2, "cells")
         else:
             _put_counted(w, p.cells_raw, 2, 2, "cells")
@@ -1072,78 +1198,62 @@ cdef int _enc_cell_voltages(WBuf* w, object k, bint v16) except -1:
 
 cdef int _enc_battery_temps(WBuf* w, object k) except -1:
     packs = k.packs
-    _put(w, len(packs), 1, "pack count")
+    _put_len(w, len(packs), 1, "pack", " count")
     for p in packs:
-        _ef(w, p.number, "number", p.quality, 1, 0, 0)
+        _enc_spec(w, p, _PACK_TEMPS, p.quality)
         _put_counted(w, p.temps_raw, 2, 1, "probes")
     return 0
 
 
 cdef int _enc_fuel_cell_stacks(WBuf* w, object k) except -1:
     stacks = k.stacks
-    _put(w, len(stacks), 1, "stack count")
+    _put_len(w, len(stacks), 1, "stack", " count")
     for s in stacks:
-        q = s.quality
-        _ef(w, s.number, "number", q, 1, 0, 0)
-        _ef(w, s.voltage_v, "voltage_v", q, 2, 10, 0)
-        _ef(w, s.current_a, "current_a", q, 2, 10, 0)
-        _ef(w, s.h2_inlet_kpa, "h2_inlet_kpa", q, 2, 10, 1000)
-        _ef(w, s.air_inlet_kpa, "air_inlet_kpa", q, 2, 10, 1000)
-        _ef(w, s.air_inlet_temp_c, "air_inlet_temp_c", q, 1, 0, 40)
+        _enc_spec(w, s, _STACK, s.quality)
         _put_counted(w, s.temps_raw, 2, 1, "probes")
     return 0
 
 
 cdef int _enc_super_cap(WBuf* w, object k) except -1:
-    q = k.quality
-    _ef(w, k.number, "number", q, 1, 0, 0)
-    _ef(w, k.voltage_v, "voltage_v", q, 2, 10, 0)
-    _ef(w, k.current_a, "current_a", q, 2, 10, 30000)
+    _enc_spec(w, k, _SUPER_CAP, k.quality)
     _put_counted(w, k.cells_raw, 2, 2, "cells")
-    _put_counted(w, k.temps_raw, 2, 1, "probes")
-    return 0
-
-
-cdef int _enc_super_cap_extremes(WBuf* w, object k) except -1:
-    q = k.quality
-    _ef(w, k.max_v_subsystem, "max_v_subsystem", q, 1, 0, 0)
-    _ef(w, k.max_v_index, "max_v_index", q, 2, 0, 0)
-    _ef(w, k.max_v, "max_v", q, 2, 1000, 0)
-    _ef(w, k.min_v_subsystem, "min_v_subsystem", q, 1, 0, 0)
-    _ef(w, k.min_v_index, "min_v_index", q, 2, 0, 0)
-    _ef(w, k.min_v, "min_v", q, 2, 1000, 0)
-    _ef(w, k.max_t_subsystem, "max_t_subsystem", q, 1, 0, 0)
-    _ef(w, k.max_t_index, "max_t_index", q, 2, 0, 0)
-    _ef(w, k.max_temp_c, "max_temp_c", q, 1, 0, 40)
-    _ef(w, k.min_t_subsystem, "min_t_subsystem", q, 1, 0, 0)
-    _ef(w, k.min_t_index, "min_t_index", q, 2, 0, 0)
-    _ef(w, k.min_temp_c, "min_temp_c", q, 1, 0, 40)
-    return 0
+    return _put_counted(w, k.temps_raw, 2, 1, "probes")
 
 
 cdef int _enc_signature(WBuf* w, object k) except -1:
     _put(w, k.algorithm, 1, "algorithm")
     _put_prefixed(w, k.r, "signature R")
-    _put_prefixed(w, k.s, "signature S")
-    return 0
+    return _put_prefixed(w, k.s, "signature S")
+
+
+cdef int _enc_custom(WBuf* w, object block) except -1:
+    cdef long long it = 0
+    info_type = block.info_type
+    if not 0x80 <= info_type <= 0xFE:
+        raise _ProtocolError(_R_BAD_VALUE, f"custom type 0x{info_type:02X}")
+    if _small_int(info_type, &it):
+        wb_u8(w, <uint8_t>it)
+    else:
+        _data(w, bytes((info_type,)))
+    return _put_prefixed(w, block.data, "custom block")
+
+
+cdef int _enc_unparsed(WBuf* w, object block) except -1:
+    _put(w, block.info_type, 1, "info type")
+    return _data(w, block.data)
 
 
 cdef int _enc_block(WBuf* w, object block, bint v16) except -1:
-    """One realtime block with its info-type byte (reference.encode_block)."""
-    cdef long long it = 0
+    """One realtime block with its info-type byte (reference.encode_block).
+
+    Exact type checks first: isinstance() against a msgspec Struct class goes through the
+    metaclass's __instancecheck__ and costs more than encoding a small block.
+    """
     tp = type(block)
-    if isinstance(block, CustomBlock):
-        info_type = block.info_type
-        if not 0x80 <= info_type <= 0xFE:
-            raise _ProtocolError(_R_BAD_VALUE, f"custom type 0x{info_type:02X}")
-        if _small_int(info_type, &it):
-            wb_u8(w, <uint8_t>it)
-        else:
-            _data(w, bytes((info_type,)))
-        return _put_prefixed(w, block.data, "custom block")
-    if isinstance(block, Unparsed):
-        _put(w, block.info_type, 1, "info type")
-        return _data(w, block.data)
+    if tp is _CustomBlock:
+        return _enc_custom(w, block)
+    if tp is _Unparsed:
+        return _enc_unparsed(w, block)
     if tp is _VehicleData:
         wb_u8(w, 0x01)
         return _enc_vehicle(w, block, v16)
@@ -1152,7 +1262,7 @@ cdef int _enc_block(WBuf* w, object block, bint v16) except -1:
         return _enc_motors(w, block, v16)
     if tp is _Engine:
         wb_u8(w, 0x04)
-        return _enc_engine(w, block, v16)
+        return _enc_spec(w, block, _ENGINE_16 if v16 else _ENGINE_25, block.quality)
     if tp is _Position:
         wb_u8(w, 0x05)
         return _enc_position(w, block, v16)
@@ -1171,11 +1281,11 @@ cdef int _enc_block(WBuf* w, object block, bint v16) except -1:
             return _enc_fuel_cell(w, block)
         if tp is _Extremes:
             wb_u8(w, 0x06)
-            return _enc_extremes(w, block)
+            return _enc_spec(w, block, _EXTREMES, block.quality)
     else:
         if tp is _FuelCellEngine:
             wb_u8(w, 0x03)
-            return _enc_fuel_cell_engine(w, block)
+            return _enc_spec(w, block, _FUEL_CELL_ENGINE, block.quality)
         if tp is _FuelCellStacks:
             wb_u8(w, 0x30)
             return _enc_fuel_cell_stacks(w, block)
@@ -1184,10 +1294,14 @@ cdef int _enc_block(WBuf* w, object block, bint v16) except -1:
             return _enc_super_cap(w, block)
         if tp is _SuperCapExtremes:
             wb_u8(w, 0x32)
-            return _enc_super_cap_extremes(w, block)
+            return _enc_spec(w, block, _SUPER_CAP_EXTREMES, block.quality)
         if tp is _Signature:
             wb_u8(w, 0xFF)
             return _enc_signature(w, block)
+    if isinstance(block, CustomBlock):  # subclasses, as in the reference
+        return _enc_custom(w, block)
+    if isinstance(block, Unparsed):
+        return _enc_unparsed(w, block)
     raise _ProtocolError(
         _R_BAD_VALUE, f"{tp.__name__} is not a {2016 if v16 else 2025} block"
     )
@@ -1195,14 +1309,14 @@ cdef int _enc_block(WBuf* w, object block, bint v16) except -1:
 
 cdef int _encode_body(WBuf* w, object body, int version) except -1:
     cdef bint v16 = version == 2016
-    if isinstance(body, RawBody):
-        return _data(w, bytes(body.data))
-    if isinstance(body, Empty):
-        return 0
     if type(body) is _RealtimeData:
         _encode_time(w, body.time)
         for block in body.blocks:
             _enc_block(w, block, v16)
+        return 0
+    if isinstance(body, RawBody):
+        return _data(w, bytes(body.data))
+    if isinstance(body, Empty):
         return 0
     # Rare bodies: the reference encodes them.
     return _data(w, _ref_encode_body(body, version))

@@ -369,9 +369,9 @@ def decode_register_response(body: bytes, version: int) -> RegisterResponse:
 
 
 def encode_register_response(msg: RegisterResponse, version: int) -> bytes:
-    # The auth code follows only a successful registration.
-    ok = msg.result == c.REGISTER_OK and msg.auth_code is not None
-    code = _pack_text(msg.auth_code) if ok and msg.auth_code is not None else b""
+    # The auth code follows a successful registration; bytes a platform appended to a refusal
+    # were decoded into auth_code too and are written back, so decoding is reversible.
+    code = _pack_text(msg.auth_code) if msg.auth_code is not None else b""
     return struct.pack(">HB", msg.reply_serial, msg.result) + code
 
 

@@ -112,22 +112,23 @@ async def run_retention(
     ``older_than`` is an age (``timedelta``, relative to now) or an absolute UTC time. Returns
     the names of the dropped chunks. Works under either license (``drop_chunks`` is Apache).
     """
+    cast = "interval" if isinstance(older_than, timedelta) else "timestamptz"
     rows = await conn.fetch(
-        "SELECT chunk FROM drop_chunks($1::regclass, older_than => $2) AS chunk",
+        f"SELECT chunk FROM drop_chunks($1::regclass, older_than => $2::{cast}) AS chunk",
         _hypertable(table),
         older_than,
     )
     return [str(r["chunk"]) for r in rows]
 
 
-async def refresh_rollups(conn: asyncpg.Connection, features_: Features | None = None) -> list[str]:
+async def refresh_rollups(conn: asyncpg.Connection, feats: Features | None = None) -> list[str]:
     """Refresh every rollup view, in dependency order; returns the views refreshed.
 
     Apache: ``REFRESH MATERIALIZED VIEW`` (``CONCURRENTLY`` once populated, so readers are not
     blocked). Community: ``refresh_continuous_aggregate`` over all time, which cannot run inside
     a transaction block (the policies normally do this).
     """
-    feats = features_ or await detect_features(conn)
+    feats = feats or await detect_features(conn)
     for view in ROLLUPS:
         if feats.rollups == "continuous":
             await conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
@@ -151,11 +152,11 @@ def retention_sql(table: str, keep: timedelta) -> str:
 
 
 async def apply_retention(
-    conn: asyncpg.Connection, keep: Mapping[str, timedelta], features_: Features | None = None
+    conn: asyncpg.Connection, keep: Mapping[str, timedelta], feats: Features | None = None
 ) -> bool:
     """Install retention policies where licensed; returns False on Apache (no policies), where
     the scheduler calls :func:`run_retention` with the same ages instead."""
-    feats = features_ or await detect_features(conn)
+    feats = feats or await detect_features(conn)
     if not feats.policies:
         return False
     async with conn.transaction():

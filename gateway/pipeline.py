@@ -1,0 +1,336 @@
+"""The durable ingest pipeline: adapters submit records, get a completion when they are durable.
+
+* ``await pipeline.submit(records)`` waits while the queues are full (backpressure) and returns
+  an ``asyncio.Future`` that resolves once the records are committed to the store, or fsynced in
+  the spool while the database is away. Adapters acknowledge devices only then.
+* One writer task takes everything submitted so far as a batch when it reaches
+  ``batch_rows`` or its oldest submission is ``batch_age_ms`` old, writes each record type with
+  the store's COPY writer inside ONE transaction, commits, then resolves the batch's completions.
+* When the database fails (connection lost, server shutting down, out of resources) the batch
+  goes to the spool instead and the pipeline enters *spooling* mode: every later batch is
+  appended too, so order is kept; a replay task probes the database every
+  ``retry_interval_s``, replays the spool in order (throttled to ``replay_rows_per_s``),
+  acknowledges each replayed record after its commit, and leaves spooling mode once drained.
+  Replays may repeat a batch after a crash; the store's natural keys make that harmless.
+* A batch the database rejects for its content (a data or integrity error) is split in halves
+  until the bad records are isolated; those become dead letters, the rest is written.
+* Memory is bounded by ``queue_rows`` per record type (queued plus in flight); a full spool
+  keeps the batch in memory and retries, so submitters wait instead of anything being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+
+from gateway import batch as batches
+from gateway.batch import Batch
+from gateway.config import PipelineConfig
+from gateway.spool import AsyncSpool, SpoolFull
+
+log = logging.getLogger("silkgate.pipeline")
+
+#: SQLSTATE classes that mean "the database is away", not "this data is bad".
+_OUTAGE_CLASSES = ("08", "53", "57", "58")
+
+
+class Writer(Protocol):
+    """Writes one batch inside a single transaction (the store's job)."""
+
+    async def write_batch(self, batch: Batch) -> None: ...
+
+    async def write_rejected(self, batch: Batch, error: BaseException) -> None: ...
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` means the database is unreachable or unwell, so retrying later helps."""
+    if isinstance(exc, OSError | TimeoutError | ConnectionError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in _OUTAGE_CLASSES
+    # asyncpg's InterfaceError family (connection closed under us) carries no SQLSTATE.
+    return type(exc).__name__ in {"InterfaceError", "ConnectionDoesNotExistError"}
+
+
+@dataclass
+class _Pending:
+    """Records submitted since the last flush, and the completions waiting for them."""
+
+    batch: Batch = field(default_factory=dict)
+    futures: list[asyncio.Future[None]] = field(default_factory=list)
+    rows: int = 0
+    first_at: float = 0.0
+
+
+@dataclass
+class PipelineStats:
+    """Counters for /metrics and the live view."""
+
+    submitted_rows: int = 0
+    committed_rows: int = 0
+    committed_batches: int = 0
+    spooled_rows: int = 0
+    spooled_batches: int = 0
+    replayed_rows: int = 0
+    rejected_rows: int = 0
+    last_commit_s: float = 0.0
+    outages: int = 0
+
+
+class Pipeline:
+    """See the module docstring. Use as ``async with Pipeline(...) as p:``."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        spool: AsyncSpool,
+        config: PipelineConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._writer = writer
+        self._spool = spool
+        self._cfg = config
+        self._clock = clock
+        self._pending = _Pending()
+        self._in_flight: dict[type, int] = {}  # rows per type queued or being written
+        self._space = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._spooling = spool.spool.records > 0  # a backlog from a previous run
+        self._drained = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stats = PipelineStats()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Pipeline:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._write_loop(), name="pipeline-writer"),
+            asyncio.create_task(self._replay_loop(), name="pipeline-replay"),
+        ]
+
+    async def close(self) -> None:
+        """Stop taking records, flush what was submitted, then stop (graceful shutdown)."""
+        self._closing = True
+        self._wake.set()
+        writer, replay = self._tasks
+        await writer
+        replay.cancel()
+        try:
+            await replay
+        except asyncio.CancelledError:
+            pass
+
+    @property
+    def spooling(self) -> bool:
+        """True while batches go to the spool (database away, or a backlog being replayed)."""
+        return self._spooling
+
+    def queued_rows(self) -> int:
+        return sum(self._in_flight.values())
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def submit(self, records: Iterable[msgspec.Struct]) -> asyncio.Future[None]:
+        """Queue ``records``; wait while that would exceed ``queue_rows`` for a record type.
+
+        The returned future resolves when the records are durable, or fails with the error
+        that made that impossible (only when the pipeline is closed under it)."""
+        if self._closing:
+            raise RuntimeError("pipeline is closed")
+        grouped = batches.group(records)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not grouped:
+            fut.set_result(None)
+            return fut
+        limit = self._cfg.queue_rows
+        async with self._space:
+            await self._space.wait_for(
+                lambda: all(
+                    self._in_flight.get(k, 0) == 0 or self._in_flight.get(k, 0) + len(v) <= limit
+                    for k, v in grouped.items()
+                )
+            )
+            for kind, recs in grouped.items():
+                self._in_flight[kind] = self._in_flight.get(kind, 0) + len(recs)
+        pending = self._pending
+        if pending.rows == 0:
+            pending.first_at = self._clock()
+        batches.merge(pending.batch, grouped)
+        n = batches.rows(grouped)
+        pending.rows += n
+        pending.futures.append(fut)
+        self.stats.submitted_rows += n
+        if pending.rows >= self._cfg.batch_rows or pending.rows == n:
+            self._wake.set()  # full, or the first rows of a batch: start its age clock
+        return fut
+
+    async def ingest(self, records: Iterable[msgspec.Struct]) -> None:
+        """Submit and wait until durable."""
+        await (await self.submit(records))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def _next_batch(self) -> _Pending | None:
+        age = self._cfg.batch_age_ms / 1000
+        while True:
+            p = self._pending
+            if p.rows and (self._closing or p.rows >= self._cfg.batch_rows):
+                break
+            if p.rows:
+                remaining = p.first_at + age - self._clock()
+                if remaining <= 0:
+                    break
+            elif self._closing:
+                return None
+            else:
+                remaining = None
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                pass
+        self._pending = _Pending()
+        return p
+
+    async def _write_loop(self) -> None:
+        while (p := await self._next_batch()) is not None:
+            try:
+                await self._make_durable(p.batch)
+            except BaseException as exc:
+                for fut in p.futures:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                raise
+            for fut in p.futures:
+                if not fut.done():
+                    fut.set_result(None)
+            await self._release(p.batch)
+
+    async def _release(self, batch: Batch) -> None:
+        async with self._space:
+            for kind, recs in batch.items():
+                self._in_flight[kind] -= len(recs)
+            self._space.notify_all()
+
+    async def _make_durable(self, batch: Batch) -> None:
+        """Commit ``batch`` or spool it; retry until one of them succeeds."""
+        while True:
+            if not self._spooling:
+                try:
+                    await self._commit(batch)
+                    return
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    log.warning("database unavailable (%s: %s); spooling", type(exc).__name__, exc)
+                    self.stats.outages += 1
+                    self._spooling = True
+                    self._drained.clear()
+            try:
+                await self._spool.append_durable([batches.encode(batch)])
+                self.stats.spooled_rows += batches.rows(batch)
+                self.stats.spooled_batches += 1
+                return
+            except SpoolFull as exc:
+                log.error("spool full (%s); holding the batch and retrying", exc)
+                await asyncio.sleep(self._cfg.retry_interval_s)
+                if self._spool.spool.records == 0:
+                    self._spooling = False  # drained meanwhile: try the database again
+
+    async def _commit(self, batch: Batch) -> None:
+        started = self._clock()
+        try:
+            await self._writer.write_batch(batch)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            await self._isolate_rejects(batch, exc)
+        n = batches.rows(batch)
+        self.stats.committed_rows += n
+        self.stats.committed_batches += 1
+        self.stats.last_commit_s = self._clock() - started
+
+    async def _isolate_rejects(self, batch: Batch, error: BaseException) -> None:
+        """Split a batch the database refused until the bad records stand alone."""
+        if batches.rows(batch) == 1:
+            log.error("record rejected by the database: %s", error)
+            await self._writer.write_rejected(batch, error)
+            self.stats.rejected_rows += 1
+            return
+        for half in _halves(batch):
+            try:
+                await self._writer.write_batch(half)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                await self._isolate_rejects(half, exc)
+
+    # -- replaying ---------------------------------------------------------------------------
+
+    async def _replay_loop(self) -> None:
+        while True:
+            # A batch may have been appended just as a drain finished: records left in the
+            # spool are replayed whether or not the pipeline is still in spooling mode.
+            if not self._spooling and self._spool.spool.records == 0:
+                await asyncio.sleep(self._cfg.retry_interval_s / 4)
+                continue
+            try:
+                drained = await self._replay_some()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                await asyncio.sleep(self._cfg.retry_interval_s)
+                continue
+            if drained:
+                self._spooling = False
+                self._drained.set()
+                log.info("spool drained; writing to the database again")
+
+    async def _replay_some(self) -> bool:
+        """Replay up to one read of the spool; True when it is empty afterwards."""
+        items = await self._spool.read_batch(max_records=64)
+        if not items:
+            return True
+        budget = self._cfg.replay_rows_per_s
+        for seq, payload in items:
+            started = self._clock()
+            try:
+                batch = batches.decode(payload)
+            except ValueError as exc:  # a foreign or damaged payload: keep going, say it loudly
+                log.error("spooled batch %d skipped: %s", seq, exc)
+            else:
+                await self._commit(batch)
+                self.stats.replayed_rows += batches.rows(batch)
+                pause = batches.rows(batch) / budget - (self._clock() - started)
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            await self._spool.ack(seq)
+        return False
+
+    async def wait_drained(self, timeout: float | None = None) -> None:
+        """Wait until the spool is empty and batches go straight to the database again."""
+        if self._spooling:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+
+
+def _halves(batch: Batch) -> tuple[Batch, Batch]:
+    flat = [(kind, rec) for kind, recs in batch.items() for rec in recs]
+    mid = len(flat) // 2
+    return batches.group(r for _, r in flat[:mid]), batches.group(r for _, r in flat[mid:])
+
