@@ -11,6 +11,7 @@ from setuptools import Extension, setup
 EXTENSIONS = [
     Extension("gateway.codecs.gbt32960._accel", ["codecs/gbt32960/_accel.pyx"]),
     Extension("gateway.codecs.jt808._accel", ["codecs/jt808/_accel.pyx"]),
+    Extension("gateway._fastnorm", ["gateway/_fastnorm.pyx"]),
 ]
 
 setup(

@@ -121,15 +121,22 @@ def main(argv: list[str] | None = None) -> int:
 
     for vid in ("JT-01", "JT-09"):
         jt_frame = vector("jt808", vid)
-        res = {name: rate(lambda m=m: m.decode_frame(jt_frame), s, r) for name, m in JT_IMPLS.items()}
+        res = {
+            name: rate(lambda m=m, f=jt_frame: m.decode_frame(f), s, r)
+            for name, m in JT_IMPLS.items()
+        }
         compare(f"jt808_0200_decode_{vid}", res, ("pure-python",))
 
     gb_buf = stream_buffer(gb12, 2000)
-    res = {name: 2000 * rate(lambda m=m: drain(m, gb_buf, 4096), s, r) for name, m in GBT_IMPLS.items()}
+    res = {
+        name: 2000 * rate(lambda m=m: drain(m, gb_buf, 4096), s, r) for name, m in GBT_IMPLS.items()
+    }
     compare("gbt32960_stream_reader_frames", res, ("pure-python",))
 
     jt_buf = stream_buffer(vector("jt808", "JT-01"), 5000)
-    res = {name: 5000 * rate(lambda m=m: drain(m, jt_buf, 4096), s, r) for name, m in JT_IMPLS.items()}
+    res = {
+        name: 5000 * rate(lambda m=m: drain(m, jt_buf, 4096), s, r) for name, m in JT_IMPLS.items()
+    }
     compare("jt808_stream_reader_frames", res, ("pure-python",))
     return 0
 

@@ -2,16 +2,18 @@
 
 All three write the same realistic rows (the GB/T 32960 vector GB-12, normalized, with varied VIN
 and time: 192 cells, 48 probes, two motors, jsonb extras) in batches of --batch rows, one
-transaction per batch as the pipeline does, into an emptied table each:
+transaction per batch as the pipeline does, into an emptied table each time:
 
 * ``copy-plain``: ``write(..., dedup=False)``, binary COPY straight into the hypertable;
 * ``copy-dedup``: ``write(...)``, COPY into the TEMP staging table + INSERT ON CONFLICT DO NOTHING;
 * ``naive-insert``: ``await conn.execute("INSERT ... ON CONFLICT DO NOTHING", *row)`` per row,
   the usual first version (same rows, same de-duplication, same transactions).
 
-``copy-dedup-replay`` then writes the dedup rows again (all duplicates: a spool replay). Each
-phase stops after --seconds or when the rows run out. Prints JSON lines. Uses SILKGATE_DSN, or
-starts the local services with deploy/services.sh; works in its own throw-away schema.
+``copy-dedup-replay`` then writes the dedup rows again (all duplicates: a spool replay). The
+implementations take turns for --rounds rounds of --seconds/--rounds each (or until the rows run
+out), so load from elsewhere hits all alike; the figures are the medians. Prints JSON lines.
+Uses SILKGATE_DSN, or starts the local services with deploy/services.sh; works in its own
+throw-away schema.
 
     .venv/bin/python benchmarks/ingest_copy.py [--rows 60000] [--batch 1000] [--seconds 8]
 """
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -63,7 +66,8 @@ def make_rows(n: int, vins: int = 500) -> list[VehicleRealtime]:
     """``n`` distinct rows: GB-12 for ``vins`` vehicles, 10 s apart."""
     vector = next(v for v in json.loads(VECTORS.read_text()) if v["id"] == "GB-12")
     template = next(
-        r for r in normalize(decode_frame(bytes.fromhex(vector["hex"])))
+        r
+        for r in normalize(decode_frame(bytes.fromhex(vector["hex"])))
         if isinstance(r, VehicleRealtime)
     )
     replace = msgspec.structs.replace
@@ -131,53 +135,61 @@ def emit(**fields: object) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     rows = make_rows(args.rows)
+    impls: dict[str, Writer] = {
+        "copy-plain": _copy_plain,
+        "copy-dedup": _copy_dedup,
+        "naive-insert": _naive_writer(),
+    }
+    per_round = args.seconds / args.rounds
+    rates: dict[str, list[float]] = {name: [] for name in [*impls, "copy-dedup-replay"]}
     async with scratch_schema(_dsn(), prefix="silkgate_bench") as dsn:
         await migrate(dsn)
         conn = await connect(dsn)
         try:
             await run_phase(conn, _copy_dedup, rows[: args.batch], args.batch, 1.0)  # warm-up
-            rates: dict[str, float] = {}
-            for impl, writer in (
-                ("copy-plain", _copy_plain),
-                ("copy-dedup", _copy_dedup),
-                ("naive-insert", _naive_writer()),
-            ):
-                offered, inserted, elapsed = await run_phase(
-                    conn, writer, rows, args.batch, args.seconds
-                )
-                if impl != "naive-insert":
-                    assert inserted == offered, (impl, inserted, offered)
-                rates[impl] = offered / elapsed
-                if impl == "copy-dedup":  # the same rows again: all duplicates
-                    replayed, dup, replay_s = await run_phase(
-                        conn, writer, rows[:offered], args.batch, args.seconds, truncate=False
+            # Rounds interleave the implementations, so load from elsewhere hits all alike.
+            for _ in range(args.rounds):
+                for impl, writer in impls.items():
+                    offered, inserted, elapsed = await run_phase(
+                        conn, writer, rows, args.batch, per_round
                     )
-                    assert dup == 0
-                    rates["copy-dedup-replay"] = replayed / replay_s
-            for impl in ("copy-plain", "copy-dedup", "copy-dedup-replay", "naive-insert"):
-                emit(
-                    impl=impl,
-                    per_s=round(rates[impl]),
-                    batch=args.batch,
-                    vs="naive-insert",
-                    ratio=round(rates[impl] / rates["naive-insert"], 2),
-                )
-            emit(
-                impl="copy-dedup",
-                per_s=round(rates["copy-dedup"]),
-                batch=args.batch,
-                vs="copy-plain",
-                ratio=round(rates["copy-dedup"] / rates["copy-plain"], 3),
-            )
+                    if impl != "naive-insert":
+                        assert inserted == offered, (impl, inserted, offered)
+                    rates[impl].append(offered / elapsed)
+                    if impl == "copy-dedup":  # the same rows again: all duplicates
+                        replayed, dup, replay_s = await run_phase(
+                            conn, writer, rows[:offered], args.batch, per_round, truncate=False
+                        )
+                        assert dup == 0
+                        rates["copy-dedup-replay"].append(replayed / replay_s)
         finally:
             await conn.close()
+    median = {impl: statistics.median(r) for impl, r in rates.items()}
+    for impl, rate in median.items():
+        emit(
+            impl=impl,
+            per_s=round(rate),
+            batch=args.batch,
+            rounds=args.rounds,
+            vs="naive-insert",
+            ratio=round(rate / median["naive-insert"], 2),
+        )
+    emit(
+        impl="copy-dedup",
+        per_s=round(median["copy-dedup"]),
+        batch=args.batch,
+        rounds=args.rounds,
+        vs="copy-plain",
+        ratio=round(median["copy-dedup"] / median["copy-plain"], 3),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=60_000, help="distinct rows per phase")
     parser.add_argument("--batch", type=int, default=1000, help="rows per transaction")
-    parser.add_argument("--seconds", type=float, default=6.0, help="time limit per phase")
+    parser.add_argument("--seconds", type=float, default=6.0, help="time per implementation")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     asyncio.run(main_async(parser.parse_args()))
 
 

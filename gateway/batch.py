@@ -14,7 +14,7 @@ import msgspec
 from gateway import records as r
 
 #: Every record type the pipeline carries, by name (the spool stores the name).
-RECORD_TYPES: dict[str, type[msgspec.Struct]] = {t.__name__: t for t in get_args(r.Record)}
+RECORD_TYPES: dict[str, type[msgspec.Struct]] = {t.__name__: t for t in get_args(r.StoredRecord)}
 
 Batch = dict[type[msgspec.Struct], list[Any]]
 

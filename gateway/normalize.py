@@ -270,9 +270,7 @@ def normalize_jt808(frame: jt.Frame) -> list[Record]:
         return []
     name, detail = event
     return [
-        SessionEvent(
-            device_id=frame.phone, protocol=JT808, time=None, event=name, detail=detail
-        )
+        SessionEvent(device_id=frame.phone, protocol=JT808, time=None, event=name, detail=detail)
     ]
 
 

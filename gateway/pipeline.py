@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -131,10 +132,8 @@ class Pipeline:
         writer, replay = self._tasks
         await writer
         replay.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await replay
-        except asyncio.CancelledError:
-            pass
 
     @property
     def spooling(self) -> bool:
@@ -201,10 +200,8 @@ class Pipeline:
             else:
                 remaining = None
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                pass
         self._pending = _Pending()
         return p
 
@@ -333,4 +330,3 @@ def _halves(batch: Batch) -> tuple[Batch, Batch]:
     flat = [(kind, rec) for kind, recs in batch.items() for rec in recs]
     mid = len(flat) // 2
     return batches.group(r for _, r in flat[:mid]), batches.group(r for _, r in flat[mid:])
-

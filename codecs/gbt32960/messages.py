@@ -15,6 +15,7 @@ Shared by the pure-Python reference and the Cython accelerator. Conventions:
 from __future__ import annotations
 
 import msgspec
+
 from gateway.codecs.common import DeviceTime
 
 __all__ = [

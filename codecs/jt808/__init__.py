@@ -28,14 +28,12 @@ _impl = _select.load(__name__)
 IMPLEMENTATION: str = _select.implementation_name(_impl)
 
 if TYPE_CHECKING:  # both implementations expose the reference's signatures
-    from gateway.codecs.jt808.reference import (
-        FrameReader,
-        checksum,
-        decode_frame,
-        encode_frame,
-        escape,
-        unescape,
-    )
+    from gateway.codecs.jt808.reference import FrameReader as FrameReader
+    from gateway.codecs.jt808.reference import checksum as checksum
+    from gateway.codecs.jt808.reference import decode_frame as decode_frame
+    from gateway.codecs.jt808.reference import encode_frame as encode_frame
+    from gateway.codecs.jt808.reference import escape as escape
+    from gateway.codecs.jt808.reference import unescape as unescape
 else:
     FrameReader = _impl.FrameReader
     checksum = _impl.checksum

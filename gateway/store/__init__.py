@@ -8,10 +8,12 @@ Start-up: ``await migrate(dsn)``, then ``pool = await create_pool(dsn)``. Per ba
 
 Modules: :mod:`.migrate` (versioned .sql migrations), :mod:`.tables` (record -> row),
 :mod:`.writer` (de-duplicating COPY), :mod:`.connection` (connect / pools),
-:mod:`.timescale` (license features, retention, rollups), :mod:`.testing` (scratch schemas).
+:mod:`.timescale` (license features, retention, rollups), :mod:`.testing` (scratch schemas),
+:mod:`.conntype` (the connection type accepted).
 """
 
 from gateway.store.connection import connect, create_pool
+from gateway.store.conntype import Conn
 from gateway.store.migrate import MigrationError, migrate
 from gateway.store.tables import TABLES, TableSpec, spec_for
 from gateway.store.timescale import (
@@ -27,6 +29,7 @@ from gateway.store.writer import prepare, write
 
 __all__ = [
     "TABLES",
+    "Conn",
     "Features",
     "LicenseError",
     "MigrationError",

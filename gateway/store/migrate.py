@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
+from gateway.store.conntype import Conn
 from gateway.store.timescale import detect_features
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -78,9 +79,7 @@ def load(license: str, directory: Path = MIGRATIONS) -> list[Migration]:
     return [plain[v] for v in sorted(plain)]
 
 
-async def migrate(
-    dsn_or_conn: str | asyncpg.Connection, *, directory: Path = MIGRATIONS
-) -> list[Migration]:
+async def migrate(dsn_or_conn: str | Conn, *, directory: Path = MIGRATIONS) -> list[Migration]:
     """Apply the pending migrations; returns those applied now (empty when up to date)."""
     if isinstance(dsn_or_conn, str):
         conn = await asyncpg.connect(dsn_or_conn)
@@ -91,7 +90,7 @@ async def migrate(
     return await _migrate(dsn_or_conn, directory)
 
 
-async def _migrate(conn: asyncpg.Connection, directory: Path) -> list[Migration]:
+async def _migrate(conn: Conn, directory: Path) -> list[Migration]:
     feats = await detect_features(conn)
     migrations = load(feats.variant, directory)
     async with conn.transaction():

@@ -20,6 +20,8 @@ from typing import Literal
 
 import asyncpg
 
+from gateway.store.conntype import Conn
+
 APACHE = "apache"
 COMMUNITY = "timescale"
 
@@ -81,7 +83,7 @@ def features(license: str) -> Features:
         ) from None
 
 
-async def detect_license(conn: asyncpg.Connection) -> str:
+async def detect_license(conn: Conn) -> str:
     """``SHOW timescaledb.license`` (the extension must be installed in the database)."""
     try:
         value = await conn.fetchval("SHOW timescaledb.license")
@@ -93,7 +95,7 @@ async def detect_license(conn: asyncpg.Connection) -> str:
     return str(value)
 
 
-async def detect_features(conn: asyncpg.Connection) -> Features:
+async def detect_features(conn: Conn) -> Features:
     """The features the connected server licenses."""
     return features(await detect_license(conn))
 
@@ -104,9 +106,7 @@ def _hypertable(table: str) -> str:
     return table
 
 
-async def run_retention(
-    conn: asyncpg.Connection, table: str, older_than: timedelta | datetime
-) -> list[str]:
+async def run_retention(conn: Conn, table: str, older_than: timedelta | datetime) -> list[str]:
     """Drop the chunks of ``table`` whose data is all older than ``older_than``.
 
     ``older_than`` is an age (``timedelta``, relative to now) or an absolute UTC time. Returns
@@ -121,7 +121,7 @@ async def run_retention(
     return [str(r["chunk"]) for r in rows]
 
 
-async def refresh_rollups(conn: asyncpg.Connection, feats: Features | None = None) -> list[str]:
+async def refresh_rollups(conn: Conn, feats: Features | None = None) -> list[str]:
     """Refresh every rollup view, in dependency order; returns the views refreshed.
 
     Apache: ``REFRESH MATERIALIZED VIEW`` (``CONCURRENTLY`` once populated, so readers are not
@@ -152,7 +152,7 @@ def retention_sql(table: str, keep: timedelta) -> str:
 
 
 async def apply_retention(
-    conn: asyncpg.Connection, keep: Mapping[str, timedelta], feats: Features | None = None
+    conn: Conn, keep: Mapping[str, timedelta], feats: Features | None = None
 ) -> bool:
     """Install retention policies where licensed; returns False on Apache (no policies), where
     the scheduler calls :func:`run_retention` with the same ages instead."""

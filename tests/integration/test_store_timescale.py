@@ -57,6 +57,12 @@ async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
+async def _row(conn: asyncpg.Connection, query: str, *args: object) -> asyncpg.Record:
+    row = await conn.fetchrow(query, *args)
+    assert row is not None, query
+    return row
+
+
 # --------------------------------------------------------------------------- license
 
 
@@ -195,7 +201,7 @@ async def test_refresh_rollups(conn: asyncpg.Connection) -> None:
     more = VehicleRealtime(vin=vin, time=start + timedelta(hours=3), version=2016, odometer_km=1020)
     await write(conn, VehicleRealtime, [more])
     await refresh_rollups(conn)  # populated now: CONCURRENTLY
-    daily = await conn.fetchrow("SELECT * FROM vehicle_realtime_daily WHERE vin = $1", vin)
+    daily = await _row(conn, "SELECT * FROM vehicle_realtime_daily WHERE vin = $1", vin)
     assert (daily["frames"], daily["distance_km"], daily["max_alarm_level"]) == (13, 20.0, 2)
 
     energy = await conn.fetch(
@@ -203,8 +209,8 @@ async def test_refresh_rollups(conn: asyncpg.Connection) -> None:
         "ORDER BY bucket"
     )
     assert [(r["energy_wh"], r["samples"]) for r in energy] == [(15_000.0, 4), (15_000.0, 4)]
-    sessions = await conn.fetchrow(
-        "SELECT sessions, energy_wh FROM charging_energy_daily WHERE charger_id = 'CP-ROLLUP'"
+    sessions = await _row(
+        conn, "SELECT sessions, energy_wh FROM charging_energy_daily WHERE charger_id = 'CP-ROLLUP'"
     )
     assert (sessions["sessions"], sessions["energy_wh"]) == (2, 60_000.0)
 

@@ -63,6 +63,12 @@ async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
+async def _row(conn: asyncpg.Connection, query: str, *args: object) -> asyncpg.Record:
+    row = await conn.fetchrow(query, *args)
+    assert row is not None, query
+    return row
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -363,7 +369,8 @@ async def test_sentinel_fields_are_null_and_cells_unpack(conn: asyncpg.Connectio
         quality={"speed_kmh": "invalid", "soc_pct": "abnormal"},
     )
     assert await write(conn, VehicleRealtime, [row]) == 1
-    got = await conn.fetchrow(
+    got = await _row(
+        conn,
         "SELECT speed_kmh, soc_pct, quality, cell_voltages, silkgate_cells(cell_voltages) AS cells,"
         " silkgate_temps(probe_temps) AS temps FROM vehicle_realtime WHERE vin = $1",
         row.vin,
@@ -371,14 +378,15 @@ async def test_sentinel_fields_are_null_and_cells_unpack(conn: asyncpg.Connectio
     assert got["speed_kmh"] is None and got["soc_pct"] is None
     assert json.loads(got["quality"]) == {"speed_kmh": "invalid", "soc_pct": "abnormal"}
     assert got["cell_voltages"] == row.cell_voltages
-    assert got["cells"] == pytest.approx([4.061, None, None, 3.2, 0.0])  # type: ignore[arg-type]
+    assert got["cells"] == pytest.approx([4.061, None, None, 3.2, 0.0])
     assert got["cells"][1] is None and got["cells"][2] is None
     assert got["temps"] == [-40, None, None, 85]
 
-    checks = await conn.fetchrow(
+    checks = await _row(
+        conn,
         "SELECT silkgate_cells(''::bytea) AS e1, silkgate_temps(''::bytea) AS e2,"
         " silkgate_cells(NULL) AS n1, silkgate_temps(NULL) AS n2,"
-        " silkgate_cells('\\x0001fffd'::bytea) AS edge"
+        " silkgate_cells('\\x0001fffd'::bytea) AS edge",
     )
     assert checks["e1"] == [] and checks["e2"] == []
     assert checks["n1"] is None and checks["n2"] is None
@@ -448,7 +456,8 @@ async def test_dedup_inserts_once(conn: asyncpg.Connection) -> None:
     # Duplicates inside one batch count once.
     twice = _realtime_batch("LTESTDEDUP0000002", 5) * 2
     assert await write(conn, VehicleRealtime, twice) == 5
-    counts = await conn.fetchrow(
+    counts = await _row(
+        conn,
         "SELECT count(*) AS n, count(*) FILTER (WHERE reissue) AS r FROM vehicle_realtime "
         "WHERE vin = $1",
         vin,
@@ -498,11 +507,11 @@ async def test_write_inside_the_callers_transaction(dsn: str) -> None:
         # The rollback also dropped the staging tables created in it: writing again must work.
         async with raw.transaction():
             assert await write(raw, VehicleRealtime, _realtime_batch(vin, 3)) == 3
-            # A second write of the same table in the same transaction sees only its own rows.
+            # A second write of the same table in the same transaction counts only its new rows.
             assert await write(raw, VehicleRealtime, _realtime_batch(vin, 5)) == 2
             assert await write(raw, Position, [_position(vin)]) == 1
         assert await raw.fetchval("SELECT count(*) FROM vehicle_realtime WHERE vin = $1", vin) == 5
-        # Autocommit writes work too, and staging rows never leak between writes.
+        # Autocommit writes work too, and commit empties the staging table.
         assert await write(raw, VehicleRealtime, _realtime_batch(vin, 6)) == 1
         assert (
             await raw.fetchval("SELECT count(*) FROM pg_temp.silkgate_stage_vehicle_realtime") == 0
@@ -553,9 +562,10 @@ async def test_gbt32960_vector_gb12(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         assert await write(conn, VehicleRealtime, realtime) == 1
         assert await write(conn, Position, positions) == 1
-    row = await conn.fetchrow(
+    row = await _row(
+        conn,
         "SELECT *, silkgate_cells(cell_voltages) AS cells, silkgate_temps(probe_temps) AS temps "
-        "FROM vehicle_realtime WHERE vin = 'HAUV4BGN6S5002219'"
+        "FROM vehicle_realtime WHERE vin = 'HAUV4BGN6S5002219'",
     )
     rt = realtime[0]
     _assert_row_matches(rt, row, now_ok=True)
@@ -568,7 +578,7 @@ async def test_gbt32960_vector_gb12(conn: asyncpg.Connection) -> None:
     assert len(row["temps"]) == 48 and min(row["temps"]) == rt.temp_min_c
     motors = json.loads(row["motors"])
     assert [m["number"] for m in motors] == [1, 2] and motors[1]["torque_nm"] == -32.5
-    pos = await conn.fetchrow("SELECT * FROM positions WHERE device_id = 'HAUV4BGN6S5002219'")
+    pos = await _row(conn, "SELECT * FROM positions WHERE device_id = 'HAUV4BGN6S5002219'")
     _assert_row_matches(positions[0], pos, now_ok=True)
 
 
@@ -580,14 +590,14 @@ async def test_jt808_vector_jt01(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         assert await write(conn, Position, [position]) == 1
         assert await write(conn, Alarm, [alarm]) == 1
-    pos = await conn.fetchrow(
-        "SELECT * FROM positions WHERE device_id = '011223344550' AND protocol = 'jt808'"
+    pos = await _row(
+        conn, "SELECT * FROM positions WHERE device_id = '011223344550' AND protocol = 'jt808'"
     )
     _assert_row_matches(position, pos, now_ok=True)
     assert (pos["lat"], pos["lon"], pos["altitude_m"]) == (12.222222, 132.444444, 40)
     assert pos["time"] == datetime(2018, 7, 15, 2, 10, 10, tzinfo=UTC)
     assert json.loads(pos["extra"]) == {"FuelLevel": {"type": "FuelLevel", "litres": 5.5}}
-    got = await conn.fetchrow("SELECT * FROM alarms WHERE device_id = '011223344550'")
+    got = await _row(conn, "SELECT * FROM alarms WHERE device_id = '011223344550'")
     assert got["names"] == ["emergency"] and got["flags"] == 1 and got["level"] is None
 
 

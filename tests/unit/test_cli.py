@@ -41,7 +41,9 @@ def test_decode_gbt32960_realtime(
 def test_decode_sentinels_are_null(
     gbt_vectors: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, (doc,), _ = _run(["decode", "--protocol", "gbt32960", _hex(gbt_vectors, "GB-13")], capsys)
+    status, (doc,), _ = _run(
+        ["decode", "--protocol", "gbt32960", _hex(gbt_vectors, "GB-13")], capsys
+    )
     assert status == 0
     vehicle = next(b for b in doc["body"]["blocks"] if b["kind"] == "VehicleData")
     assert vehicle["speed_kmh"] is None and vehicle["quality"]["speed_kmh"] == "invalid"

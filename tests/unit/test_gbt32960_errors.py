@@ -7,11 +7,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gateway.codecs.common import BadFrame
 from gateway.codecs.errors import ProtocolError, Reason
 from gateway.codecs.gbt32960 import messages as m
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 LOGOUT = "232304FE4C5A595441474257394A313030343136340100081206161015150046EA"  # GB-07
 REALTIME = (  # GB-15: one alarm block

@@ -11,11 +11,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gateway.codecs.common import ABNORMAL, INVALID, BadFrame, DeviceTime, gmt8_to_utc
 from gateway.codecs.gbt32960 import messages as m
 from gateway.codecs.gbt32960.constants import FILL_ABNORMAL
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(
     max_examples=150,

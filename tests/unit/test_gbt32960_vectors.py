@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from gateway.codecs.common import ABNORMAL, INVALID, BadFrame
 from gateway.codecs.gbt32960 import messages as m
 from gateway.codecs.gbt32960.constants import alarm_names

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from gateway.codecs.common import DeviceTime
 from gateway.codecs.errors import ProtocolError, Reason
+from gateway.codecs.gbt32960 import messages as m
 from gateway.normalize import normalize
 from gateway.records import Alarm, Position, SessionEvent, VehicleRealtime
 
@@ -101,10 +103,7 @@ def test_responses_and_heartbeats_yield_nothing(
 
 
 def test_bad_device_time_is_a_protocol_error(gbt32960: ModuleType) -> None:
-    msgs = gbt32960.decode_frame  # build a heartbeat-free realtime frame with month 13
-    from gateway.codecs.gbt32960 import messages as m
-    from gateway.codecs.common import DeviceTime
-
+    # a realtime frame whose time has month 13
     frame = m.Frame(
         version=2016,
         command=0x02,
@@ -114,7 +113,7 @@ def test_bad_device_time_is_a_protocol_error(gbt32960: ModuleType) -> None:
         body=m.RealtimeData(time=DeviceTime(raw=bytes([25, 13, 1, 0, 0, 0]), utc=None)),
     )
     with pytest.raises(ProtocolError) as info:
-        normalize(msgs(gbt32960.encode_frame(frame)))
+        normalize(gbt32960.decode_frame(gbt32960.encode_frame(frame)))
     assert info.value.reason is Reason.BAD_TIME
 
 
