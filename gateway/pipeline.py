@@ -33,7 +33,7 @@ import msgspec
 from gateway import batch as batches
 from gateway.batch import Batch
 from gateway.config import PipelineConfig
-from gateway.spool import AsyncSpool, SpoolFull
+from gateway.spool import AsyncSpool, RecordTooLarge, SpoolFull
 
 log = logging.getLogger("silkgate.pipeline")
 
@@ -140,8 +140,9 @@ class Pipeline:
         """True while batches go to the spool (database away, or a backlog being replayed)."""
         return self._spooling
 
-    def queued_rows(self) -> int:
-        return sum(self._in_flight.values())
+    def queued_rows(self) -> dict[str, int]:
+        """Rows queued or being written, per record type (each bounded by ``queue_rows``)."""
+        return {kind.__name__: n for kind, n in self._in_flight.items()}
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -211,8 +212,12 @@ class Pipeline:
                 await self._make_durable(p.batch)
             except BaseException as exc:
                 for fut in p.futures:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                    if fut.done():
+                        continue
+                    if isinstance(exc, Exception):
+                        fut.set_exception(exc)
+                    else:  # cancelled: the records were never made durable
+                        fut.cancel()
                 raise
             for fut in p.futures:
                 if not fut.done():
@@ -240,15 +245,24 @@ class Pipeline:
                     self._spooling = True
                     self._drained.clear()
             try:
-                await self._spool.append_durable([batches.encode(batch)])
+                payloads = self._spool_payloads(batch)
+                await self._spool.append_durable(payloads)
                 self.stats.spooled_rows += batches.rows(batch)
-                self.stats.spooled_batches += 1
+                self.stats.spooled_batches += len(payloads)
                 return
-            except SpoolFull as exc:
-                log.error("spool full (%s); holding the batch and retrying", exc)
+            except (SpoolFull, RecordTooLarge) as exc:
+                log.error("spool cannot take the batch (%s); holding it and retrying", exc)
                 await asyncio.sleep(self._cfg.retry_interval_s)
                 if self._spool.spool.records == 0:
                     self._spooling = False  # drained meanwhile: try the database again
+
+    def _spool_payloads(self, batch: Batch) -> list[bytes]:
+        """The batch as spool records, halved until each fits the spool's record limit."""
+        payload = batches.encode(batch)
+        if len(payload) <= self._spool.spool.config.max_record_bytes or batches.rows(batch) == 1:
+            return [payload]
+        first, second = _halves(batch)
+        return self._spool_payloads(first) + self._spool_payloads(second)
 
     async def _commit(self, batch: Batch) -> None:
         started = self._clock()

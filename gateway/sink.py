@@ -41,12 +41,13 @@ class StoreWriter:
 def rejected(record: Any, error: BaseException) -> DeadLetter:
     """A dead letter for a record the database refused: the record as JSON, and why.
 
-    The id is derived from the content, so a replayed rejection is stored once."""
+    The id is derived from the content, so a replayed rejection is stored once (records
+    without any time are stamped now, so those may repeat after a crash)."""
     raw = _json.encode(record)
     when = getattr(record, "received_at", None) or getattr(record, "time", None)
     return DeadLetter(
         frame_id=uuid.uuid5(_REJECT_NAMESPACE, raw.hex()),
-        received_at=when if isinstance(when, datetime) else datetime(1970, 1, 1, tzinfo=UTC),
+        received_at=when if isinstance(when, datetime) else datetime.now(UTC),
         peer="pipeline",
         protocol=getattr(record, "protocol", type(record).__name__),
         reason="store_rejected",
