@@ -26,9 +26,9 @@ class DeviceTime(msgspec.Struct, frozen=True, gc=False):
     utc: datetime | None
 
 
-def gmt8_to_utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> (
-    datetime | None
-):
+def gmt8_to_utc(
+    year: int, month: int, day: int, hour: int, minute: int, second: int
+) -> datetime | None:
     """UTC datetime for a GMT+8 wall-clock time, or None if the fields are not a valid time."""
     try:
         return datetime(year, month, day, hour, minute, second, tzinfo=UTC) - DEVICE_UTC_OFFSET

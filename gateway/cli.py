@@ -100,6 +100,25 @@ def cmd_info(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import asyncio
+    import logging
+
+    from gateway.config import Config, ConfigError, load
+    from gateway.runner import RunOptions, run
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = load(ns.config) if ns.config else Config()
+    except ConfigError as exc:
+        print(f"silkgate: {exc}", file=err)
+        return 2
+    opts = RunOptions(simulate=ns.simulate, interval_s=ns.interval, duration_s=ns.duration)
+    return asyncio.run(run(cfg, opts, out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="silkgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"silkgate {__version__}")
@@ -115,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--normalize", action="store_true", help="print the normalized records")
     dec.add_argument("frames", nargs="*", metavar="HEX", help="hex frames, or - for stdin")
     dec.set_defaults(func=cmd_decode)
+
+    run = sub.add_parser(
+        "run",
+        help="run the gateway (store, spool, pipeline; optionally the built-in simulator)",
+        description="Run the gateway until Ctrl-C / SIGTERM, then drain in-flight records.",
+    )
+    run.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    run.add_argument("--simulate", type=int, default=0, metavar="N", help="simulate N trucks")
+    run.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="simulated report interval (s)"
+    )
+    run.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+    run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="version and the active codec implementations")
     info.set_defaults(func=cmd_info)

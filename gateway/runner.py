@@ -1,0 +1,232 @@
+"""``silkgate run``: the gateway process. Store, spool and pipeline up; the built-in simulator
+(optional) feeding it frames; retention and rollups on a schedule; live counts; graceful stop.
+
+Until the TCP listeners exist the simulator feeds its encoded frames in-process through the
+codecs' stream readers, the decoders and normalization, exactly as a listener will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import asyncpg
+
+from gateway.codecs import gbt32960, jt808
+from gateway.config import Config
+from gateway.ingest import GBT32960, JT808, Ingestor
+from gateway.pipeline import Pipeline, is_outage
+from gateway.simulator import Fleet
+from gateway.sink import StoreWriter
+from gateway.spool import AsyncSpool, SpoolConfig
+from gateway.store.connection import create_pool
+from gateway.store.migrate import migrate
+from gateway.store.timescale import HYPERTABLES, detect_features, refresh_rollups, run_retention
+
+log = logging.getLogger("silkgate.run")
+
+_ARCHIVE_TABLES = {"raw_frames": "raw_frames_days", "dead_letters": "dead_letters_days"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    simulate: int = 0  # simulated trucks (0: none)
+    interval_s: float = 1.0  # each simulated truck reports this often
+    duration_s: float | None = None  # stop after this long (None: until Ctrl-C / SIGTERM)
+    status_every_s: float = 1.0
+    rollups_every_s: float = 300.0
+    retention_every_s: float = 3600.0
+
+
+async def migrate_and_connect(cfg: Config, out: TextIO) -> asyncpg.Pool:
+    """Apply pending migrations, then open the store's pool (its connections need the tables);
+    waits up to two minutes for a database that is still starting."""
+    dsn = cfg.database_dsn()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=cfg.database.connect_timeout_s)
+            try:
+                applied = await migrate(conn)
+            finally:
+                await conn.close()
+            if applied:
+                out.write(f"migrations applied: {', '.join(m.name for m in applied)}\n")
+            return await create_pool(
+                dsn,
+                max_size=cfg.database.pool_size,
+                timeout=cfg.database.connect_timeout_s,
+                command_timeout=cfg.database.command_timeout_s,
+            )
+        except Exception as exc:
+            if not is_outage(exc) or time.monotonic() > deadline:
+                raise
+            out.write(f"waiting for the database ({type(exc).__name__})...\n")
+            await asyncio.sleep(2)
+
+
+def spool_config(cfg: Config) -> SpoolConfig:
+    s = cfg.spool
+    return SpoolConfig(
+        max_bytes=s.max_bytes,
+        segment_bytes=min(s.segment_bytes, s.max_bytes),
+        fsync=s.fsync,
+        batch_interval=s.fsync_interval_ms / 1000,
+        nearly_full_fraction=s.nearly_full,
+    )
+
+
+class Gateway:
+    """One gateway process; see :func:`run`."""
+
+    def __init__(self, cfg: Config, opts: RunOptions, out: TextIO) -> None:
+        self.cfg, self.opts, self.out = cfg, opts, out
+        self.ingest = {GBT32960: Ingestor(GBT32960), JT808: Ingestor(JT808)}
+        self.stop = asyncio.Event()
+        self.pool: asyncpg.Pool | None = None
+        self.pipeline: Pipeline | None = None
+        self.spool: AsyncSpool | None = None
+
+    async def serve(self) -> None:
+        self.pool = await migrate_and_connect(self.cfg, self.out)
+        try:
+            Path(self.cfg.spool.path).mkdir(parents=True, exist_ok=True)
+            self.spool = await AsyncSpool.open(self.cfg.spool.path, spool_config(self.cfg))
+            writer = StoreWriter(self.pool, dedup=self.cfg.pipeline.dedup)
+            self.pipeline = Pipeline(writer, self.spool, self.cfg.pipeline)
+            async with self.pipeline, asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self._status(), name="status"),
+                    tg.create_task(self._maintenance(), name="maintenance"),
+                ]
+                if self.opts.simulate:
+                    tasks.append(tg.create_task(self._simulate(), name="simulator"))
+                await self.stop.wait()
+                for task in tasks:
+                    task.cancel()
+            self._print_status(final=True)
+        finally:
+            if self.spool is not None:
+                await self.spool.close()
+            await self.pool.close()
+
+    # -- the simulator feed ------------------------------------------------------------------
+
+    async def _simulate(self) -> None:
+        fleet = Fleet(self.opts.simulate, start=datetime.now(UTC))
+        readers = {GBT32960: gbt32960.FrameReader(), JT808: jt808.FrameReader()}
+        await self._feed(fleet.logins(), readers)
+        step = max(1, round(self.opts.interval_s))
+        next_tick = time.monotonic()
+        while True:
+            next_tick += self.opts.interval_s
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            fleet.advance(step)
+            await self._feed(fleet.reports(), readers)
+
+    async def _feed(self, frames: list[bytes], readers: dict[str, Any]) -> None:
+        assert self.pipeline is not None
+        streams = {
+            GBT32960: b"".join(f for f in frames if f[:1] != b"\x7e"),
+            JT808: b"".join(f for f in frames if f[:1] == b"\x7e"),
+        }
+        pending = []
+        for protocol, stream in streams.items():
+            ingest, reader = self.ingest[protocol], readers[protocol]
+            reader.feed(stream)
+            for item in reader:
+                if isinstance(item, bytes):
+                    records = ingest.frame(item, "simulator")
+                else:
+                    records = [ingest.bad_frame(item, "simulator")]
+                pending.append(await self.pipeline.submit(records))
+        await asyncio.gather(*pending)
+
+    # -- scheduled maintenance ---------------------------------------------------------------
+
+    async def _maintenance(self) -> None:
+        """Rollup refresh and, where TimescaleDB has no policies (Apache), retention."""
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            feats = await detect_features(conn)
+        last_rollup = last_retention = time.monotonic()
+        while True:
+            await asyncio.sleep(min(self.opts.rollups_every_s, self.opts.retention_every_s, 60))
+            now = time.monotonic()
+            try:
+                async with self.pool.acquire() as conn:
+                    if now - last_rollup >= self.opts.rollups_every_s:
+                        await refresh_rollups(conn, feats)
+                        last_rollup = now
+                    if not feats.policies and now - last_retention >= self.opts.retention_every_s:
+                        await self.retention(conn)
+                        last_retention = now
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("maintenance skipped, database unavailable: %s", exc)
+
+    async def retention(self, conn: Any) -> list[str]:
+        dropped: list[str] = []
+        r = self.cfg.retention
+        for table in HYPERTABLES:
+            days = (
+                getattr(r, _ARCHIVE_TABLES[table]) if table in _ARCHIVE_TABLES else r.telemetry_days
+            )
+            if days:
+                dropped += await run_retention(conn, table, timedelta(days=days))
+        return dropped
+
+    # -- live counts -------------------------------------------------------------------------
+
+    async def _status(self) -> None:
+        while True:
+            await asyncio.sleep(self.opts.status_every_s)
+            self._print_status()
+
+    def _print_status(self, *, final: bool = False) -> None:
+        if self.pipeline is None:
+            return
+        st = self.pipeline.stats
+        frames = sum(i.stats.frames for i in self.ingest.values())
+        dead = sum(i.stats.dead_letters for i in self.ingest.values())
+        queued = sum(self.pipeline.queued_rows().values())
+        spool = self.spool.usage() if self.spool else None
+        line = (
+            f"frames {frames:,}  committed {st.committed_rows:,} rows  "
+            f"spooled {st.spooled_rows:,}  replayed {st.replayed_rows:,}  "
+            f"dead letters {dead:,}  queued {queued:,}  "
+            f"spool {spool.bytes if spool else 0:,} B  "
+            f"{'SPOOLING' if self.pipeline.spooling else 'db ok'}"
+        )
+        tty = self.out.isatty()
+        self.out.write(("\r" + line + "\x1b[K") if tty and not final else line + "\n")
+        if final and tty:
+            self.out.write("\n")
+        self.out.flush()
+
+
+async def run(cfg: Config, opts: RunOptions, out: TextIO = sys.stdout) -> int:
+    """Run until SIGINT/SIGTERM or ``opts.duration_s``; drain in-flight work before returning."""
+    gw = Gateway(cfg, opts, out)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, gw.stop.set)
+    if opts.duration_s is not None:
+        loop.call_later(opts.duration_s, gw.stop.set)
+    out.write(
+        f"silkgate running: database {cfg.database.dsn.split('@')[-1]}, spool {cfg.spool.path}"
+        + (f", simulating {opts.simulate} trucks" if opts.simulate else "")
+        + " (Ctrl-C to stop)\n"
+    )
+    await gw.serve()
+    return 0
