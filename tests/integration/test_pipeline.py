@@ -105,7 +105,7 @@ async def test_completions_resolve_after_commit(rig: Rig) -> None:
     row = await rig.db.fetchrow(
         "SELECT cell_count, length(cell_voltages) AS n FROM vehicle_realtime LIMIT 1"
     )
-    assert row["cell_count"] == 192 and row["n"] == 384
+    assert row is not None and row["cell_count"] == 192 and row["n"] == 384
 
 
 @pytest.mark.asyncio
