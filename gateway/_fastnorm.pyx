@@ -498,7 +498,62 @@ cdef _Spec _SUPER_CAP_EXTREMES = _Spec(
 
 cdef tuple _FAULT_KINDS = ("battery", "motor", "engine", "other")
 cdef tuple _UNPARSED = tuple(f"0x{t:02X}" for t in range(256))
-cdef object _round = round
+
+
+# --------------------------------------------------------------------------- round(x, n)
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+    /* Python's round(x, nd) for 0 <= nd <= 4: N = x * 10**nd rounded half-even on the exact
+       binary value (what _Py_dg_dtoa mode 3 does), then the double nearest N / 10**nd (what
+       _Py_dg_strtod does; an IEEE division of two exact doubles is correctly rounded too).
+       Returns 0 when |N| would not be exact in a double: the caller uses Python's round. */
+    static int silkgate_round(double x, int nd, double* out) {
+        static const uint64_t POW10[5] = {1, 10, 100, 1000, 10000};
+        uint64_t bits, mant;
+        int exp2, shift;
+        unsigned __int128 p, rem, half, n;
+        if (!isfinite(x) || x == 0.0) { *out = x; return 1; }
+        memcpy(&bits, &x, 8);
+        exp2 = (int)((bits >> 52) & 0x7FF);
+        mant = bits & 0xFFFFFFFFFFFFFULL;
+        if (exp2 == 0) exp2 = 1; else mant |= 1ULL << 52;
+        exp2 -= 1075;  /* |x| = mant * 2**exp2 */
+        if (exp2 >= 0) { *out = x; return 1; }  /* an integer: round() leaves it as it is */
+        shift = -exp2;
+        p = (unsigned __int128)mant * POW10[nd];
+        if (shift >= 120) { *out = copysign(0.0, x); return 1; }
+        n = p >> shift;
+        rem = p & ((((unsigned __int128)1) << shift) - 1);
+        half = ((unsigned __int128)1) << (shift - 1);
+        if (rem > half || (rem == half && (n & 1))) n += 1;
+        if (n >= (((unsigned __int128)1) << 53)) return 0;
+        *out = copysign((double)(uint64_t)n / (double)POW10[nd], x);
+        return 1;
+    }
+    """
+    int silkgate_round(double x, int nd, double* out) noexcept
+
+
+cdef object _py_round = round
+
+
+cdef object _round(double x, int nd):
+    """round(x, nd) for 0 <= nd <= 4, as a float (Python's exact result)."""
+    cdef double r
+    if silkgate_round(x, nd, &r):
+        return PyFloat_FromDouble(r)
+    return _py_round(x, nd)
+
+
+def _round_exact(double x, int nd):
+    """Test hook: the native round(x, nd) (0 <= nd <= 4)."""
+    if not 0 <= nd <= 4:
+        raise ValueError("nd must be 0..4")
+    return _round(x, nd)
 
 
 # --------------------------------------------------------------------------- time and VIN
@@ -588,7 +643,7 @@ cdef int _cell_stats(object row, const uint8_t* frame, Segments* s) except -1:
     """normalize._cell_stats over the cell WORDs of every pack, in C."""
     cdef Py_ssize_t i, j
     cdef const uint8_t* p
-    cdef uint32_t w, lo = 0xFFFF, hi = 0
+    cdef uint32_t w, valid, lo = 0xFFFF, hi = 0
     cdef uint64_t total = 0, count = 0
     if s.n == 0:
         return 0
@@ -598,13 +653,11 @@ cdef int _cell_stats(object row, const uint8_t* frame, Segments* s) except -1:
         p = frame + s.pos[i]
         for j in range(0, s.len[i], 2):
             w = (<uint32_t>p[j] << 8) | p[j + 1]
-            if w < 0xFFFE:
-                total += w
-                count += 1
-                if w < lo:
-                    lo = w
-                if w > hi:
-                    hi = w
+            valid = w < 0xFFFE
+            total += w if valid else 0
+            count += valid
+            lo = w if (valid and w < lo) else lo
+            hi = w if (valid and w > hi) else hi
     if count:
         _set(row, R_CELL_MIN, PyFloat_FromDouble(<double>lo / 1000))
         _set(row, R_CELL_MAX, PyFloat_FromDouble(<double>hi / 1000))
@@ -616,7 +669,7 @@ cdef int _temp_stats(object row, const uint8_t* frame, Segments* s) except -1:
     """normalize._temp_stats over the probe BYTEs of every pack, in C."""
     cdef Py_ssize_t i, j
     cdef const uint8_t* p
-    cdef uint32_t t, lo = 0xFF, hi = 0
+    cdef uint32_t t, valid, lo = 0xFF, hi = 0
     cdef uint64_t total = 0, count = 0
     if s.n == 0:
         return 0
@@ -626,13 +679,11 @@ cdef int _temp_stats(object row, const uint8_t* frame, Segments* s) except -1:
         p = frame + s.pos[i]
         for j in range(s.len[i]):
             t = p[j]
-            if t < 0xFE:
-                total += t
-                count += 1
-                if t < lo:
-                    lo = t
-                if t > hi:
-                    hi = t
+            valid = t < 0xFE
+            total += t if valid else 0
+            count += valid
+            lo = t if (valid and t < lo) else lo
+            hi = t if (valid and t > hi) else hi
     if count:
         _set(row, R_TEMP_MIN, <long>lo - 40)
         _set(row, R_TEMP_MAX, <long>hi - 40)
@@ -942,7 +993,7 @@ cdef object _fast(bytes frame):
     cdef RBuf b
     cdef Segments cells, temps
     cdef uint8_t t
-    cdef bint v16
+    cdef bint v16, motors_seen
     cdef int version
     cdef dict q
     cdef list custom, records
@@ -974,17 +1025,18 @@ cdef object _fast(bytes frame):
     _set(row, R_VERSION, version)
     _set(row, R_REISSUE, reissue)
     _set(row, R_QUALITY, q)
-    _set(row, R_MOTORS, [])
     _set(row, R_CUSTOM, custom)
     records = [row]
     extra = None
     position = None
+    motors_seen = False
     while b.pos < b.end:
         t = rb_u8(&b)
         if t == 0x01:
             _vehicle(&b, row, q, v16)
         elif t == 0x02:
             _set(row, R_MOTORS, _motors(&b, v16))
+            motors_seen = True
         elif t == 0x05:
             position = _position(&b, row, v16, vin, time, reissue)
             records.append(position)
@@ -1033,6 +1085,8 @@ cdef object _fast(bytes frame):
         else:  # an unknown standard type has no length: the rest is kept raw
             custom.append(_RCustomBlock(t, _bytes(&b, b.end - b.pos)))
             q["unparsed"] = <str>_UNPARSED[t]
+    if not motors_seen:
+        _set(row, R_MOTORS, [])  # never the template's list
     if position is not None:
         _set(position, P_SPEED, _get(row, R_SPEED))
         _set(position, P_ODOMETER, _get(row, R_ODOMETER))
