@@ -75,14 +75,16 @@ class Config(_Section, frozen=True):
     retention: RetentionConfig = RetentionConfig()
 
     def database_dsn(self) -> str:
-        """The DSN with the password from SILKGATE_DB_PASSWORD filled in when it is set."""
+        """``database.dsn``, or SILKGATE_DSN when set (containers), with the password from
+        SILKGATE_DB_PASSWORD filled in when that is set and the DSN has none."""
+        dsn = os.environ.get("SILKGATE_DSN") or self.database.dsn
         password = os.environ.get("SILKGATE_DB_PASSWORD")
         if not password:
-            return self.database.dsn
-        scheme, sep, rest = self.database.dsn.partition("://")
+            return dsn
+        scheme, sep, rest = dsn.partition("://")
         user, at, host = rest.partition("@")
         if not (sep and at) or ":" in user:
-            return self.database.dsn
+            return dsn
         return f"{scheme}://{user}:{password}@{host}"
 
 

@@ -49,7 +49,9 @@ def test_run_with_simulator_stores_data_and_stops_cleanly(schema_dsn: str, tmp_p
         stderr=subprocess.STDOUT,
         text=True,
         cwd=tmp_path,  # not the repo root: there the source folder would shadow the install
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # the config file names the database: an inherited SILKGATE_DSN would override it
+        env={k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"}
+        | {"PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
     lines = []

@@ -54,6 +54,13 @@ def test_unreadable_and_bad_toml(tmp_path: Path) -> None:
 def test_password_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = Config()
     monkeypatch.delenv("SILKGATE_DB_PASSWORD", raising=False)
+    monkeypatch.delenv("SILKGATE_DSN", raising=False)
     assert cfg.database_dsn() == cfg.database.dsn
     monkeypatch.setenv("SILKGATE_DB_PASSWORD", "s3cret")
     assert cfg.database_dsn() == "postgresql://silkgate:s3cret@127.0.0.1:55432/silkgate"
+
+
+def test_dsn_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SILKGATE_DSN", "postgresql://u:p@db:5432/x")
+    monkeypatch.setenv("SILKGATE_DB_PASSWORD", "ignored")  # the DSN has its own password
+    assert Config().database_dsn() == "postgresql://u:p@db:5432/x"
