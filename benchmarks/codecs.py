@@ -1,5 +1,9 @@
 """Codec throughput: Cython accelerator vs pure-Python reference vs the rtm-con peer.
 
+``gbt32960_realtime_to_rows`` measures bytes -> normalized records (``records_from_frame``, the
+fused fast path ``gateway._fastnorm``, against ``normalize(reference.decode_frame)``), and
+``gbt32960_realtime_to_copy_rows`` bytes -> the store's COPY tuples (``spec_for(...).to_row``).
+
 Prints one JSON object per line: ``bench``, ``impl``, ``per_s`` (operations per second, best of
 ``--repeat`` timed runs), and for comparisons ``vs`` and ``ratio`` (ours / baseline, same run).
 
@@ -14,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,7 +27,9 @@ from gateway.codecs.gbt32960 import _accel as gbt_c
 from gateway.codecs.gbt32960 import reference as gbt_py
 from gateway.codecs.jt808 import _accel as jt_c
 from gateway.codecs.jt808 import reference as jt_py
-from gateway.normalize import normalize
+from gateway.normalize import normalize, records_from_frame, records_implementation
+from gateway.records import Record
+from gateway.store.tables import Row, spec_for
 
 SHARED = Path(os.environ.get("SILKGATE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 GBT_IMPLS: dict[str, ModuleType] = {"pure-python": gbt_py, "cython": gbt_c}
@@ -94,6 +101,37 @@ def drain(module: ModuleType, buf: bytes, chunk: int) -> int:
     return n
 
 
+def decode_normalize(module: ModuleType, frame: bytes) -> list[Record]:
+    records: list[Record] = normalize(module.decode_frame(frame))
+    return records
+
+
+def copy_rows(records: list[Record]) -> list[Row]:
+    """The store's COPY tuples of some records (gateway.store.tables.spec_for(...).to_row)."""
+    return [spec_for(type(rec)).to_row(rec) for rec in records]
+
+
+def realtime_to_rows(frame: bytes, s: float, r: int) -> None:
+    """Bytes -> records (the fused fast path), and bytes -> DB-ready COPY tuples."""
+    if records_implementation() != "cython":
+        raise SystemExit(
+            "records_from_frame is not the Cython fast path: unset SILKGATE_NO_EXTENSIONS"
+        )
+    from gateway._fastnorm import realtime_records
+
+    res = {
+        "pure-python": rate(lambda: normalize(gbt_py.decode_frame(frame)), s, r),
+        "cython": rate(lambda: records_from_frame(frame), s, r),
+        "cython-bare": rate(lambda: realtime_records(frame), s, r),  # without the public wrapper
+    }
+    compare("gbt32960_realtime_to_rows", res, ("pure-python",))
+    res = {
+        "pure-python": rate(lambda: copy_rows(normalize(gbt_py.decode_frame(frame))), s, r),
+        "cython": rate(lambda: copy_rows(records_from_frame(frame)), s, r),
+    }
+    compare("gbt32960_realtime_to_copy_rows", res, ("pure-python",))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0)
@@ -104,39 +142,33 @@ def main(argv: list[str] | None = None) -> int:
     gb12 = vector("gbt32960", "GB-12")  # 594 bytes, 192 cells
     peer = rtm_con_decoder()
 
-    res = {name: rate(lambda m=m: m.decode_frame(gb12), s, r) for name, m in GBT_IMPLS.items()}
+    res = {name: rate(partial(m.decode_frame, gb12), s, r) for name, m in GBT_IMPLS.items()}
     if peer is not None:
         res["rtm-con"] = rate(lambda: peer(gb12), s, r)
     compare("gbt32960_realtime_decode", res, ("pure-python", "rtm-con"))
 
-    res = {
-        name: rate(lambda m=m: normalize(m.decode_frame(gb12)), s, r)
-        for name, m in GBT_IMPLS.items()
-    }
+    res = {name: rate(partial(decode_normalize, m, gb12), s, r) for name, m in GBT_IMPLS.items()}
     compare("gbt32960_realtime_decode_normalize", res, ("pure-python",))
 
+    realtime_to_rows(gb12, s, r)
+
     msg = gbt_py.decode_frame(gb12)
-    res = {name: rate(lambda m=m: m.encode_frame(msg), s, r) for name, m in GBT_IMPLS.items()}
+    res = {name: rate(partial(m.encode_frame, msg), s, r) for name, m in GBT_IMPLS.items()}
     compare("gbt32960_realtime_encode", res, ("pure-python",))
 
     for vid in ("JT-01", "JT-09"):
         jt_frame = vector("jt808", vid)
-        res = {
-            name: rate(lambda m=m, f=jt_frame: m.decode_frame(f), s, r)
-            for name, m in JT_IMPLS.items()
-        }
+        res = {name: rate(partial(m.decode_frame, jt_frame), s, r) for name, m in JT_IMPLS.items()}
         compare(f"jt808_0200_decode_{vid}", res, ("pure-python",))
 
     gb_buf = stream_buffer(gb12, 2000)
     res = {
-        name: 2000 * rate(lambda m=m: drain(m, gb_buf, 4096), s, r) for name, m in GBT_IMPLS.items()
+        name: 2000 * rate(partial(drain, m, gb_buf, 4096), s, r) for name, m in GBT_IMPLS.items()
     }
     compare("gbt32960_stream_reader_frames", res, ("pure-python",))
 
     jt_buf = stream_buffer(vector("jt808", "JT-01"), 5000)
-    res = {
-        name: 5000 * rate(lambda m=m: drain(m, jt_buf, 4096), s, r) for name, m in JT_IMPLS.items()
-    }
+    res = {name: 5000 * rate(partial(drain, m, jt_buf, 4096), s, r) for name, m in JT_IMPLS.items()}
     compare("jt808_stream_reader_frames", res, ("pure-python",))
     return 0
 

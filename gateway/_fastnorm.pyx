@@ -538,6 +538,83 @@ cdef extern from *:
     int silkgate_round(double x, int nd, double* out) noexcept
 
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* min/max/sum/count of the big-endian WORDs below 0xFFFE (n words, n < 32768). The first
+       loop takes every word (plain reductions, which the compiler vectorizes); only a pack that
+       holds a sentinel is read again, filtering. */
+    static void silkgate_word_stats(const uint8_t* p, Py_ssize_t n, uint64_t* sum,
+                                    uint64_t* count, uint32_t* lo, uint32_t* hi) {
+        uint32_t s = 0, c = 0;
+        uint16_t mn = 0xFFFF, mx = 0;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            uint16_t w;
+            memcpy(&w, p + 2 * i, 2);
+            w = (uint16_t)((w >> 8) | (w << 8));
+            s += w;
+            mn = w < mn ? w : mn;
+            mx = w > mx ? w : mx;
+        }
+        c = (uint32_t)n;
+        if (mx >= 0xFFFE) {
+            s = 0; c = 0; mn = 0xFFFF; mx = 0;
+            for (i = 0; i < n; i++) {
+                uint16_t w = (uint16_t)((p[2 * i] << 8) | p[2 * i + 1]);
+                if (w < 0xFFFE) {
+                    s += w; c += 1;
+                    mn = w < mn ? w : mn;
+                    mx = w > mx ? w : mx;
+                }
+            }
+        }
+        if (c) {
+            if (mn < *lo) *lo = mn;
+            if (mx > *hi) *hi = mx;
+        }
+        *sum += s; *count += c;
+    }
+    /* The same over probe BYTEs below 0xFE. */
+    static void silkgate_byte_stats(const uint8_t* p, Py_ssize_t n, uint64_t* sum,
+                                    uint64_t* count, uint32_t* lo, uint32_t* hi) {
+        uint32_t s = 0, c = 0;
+        uint8_t mn = 0xFF, mx = 0;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            uint8_t t = p[i];
+            s += t;
+            mn = t < mn ? t : mn;
+            mx = t > mx ? t : mx;
+        }
+        c = (uint32_t)n;
+        if (mx >= 0xFE) {
+            s = 0; c = 0; mn = 0xFF; mx = 0;
+            for (i = 0; i < n; i++) {
+                uint8_t t = p[i];
+                if (t < 0xFE) {
+                    s += t; c += 1;
+                    mn = t < mn ? t : mn;
+                    mx = t > mx ? t : mx;
+                }
+            }
+        }
+        if (c) {
+            if (mn < *lo) *lo = mn;
+            if (mx > *hi) *hi = mx;
+        }
+        *sum += s; *count += c;
+    }
+    """
+    void silkgate_word_stats(
+        const uint8_t* p, Py_ssize_t n, uint64_t* sum, uint64_t* count, uint32_t* lo, uint32_t* hi
+    ) noexcept
+    void silkgate_byte_stats(
+        const uint8_t* p, Py_ssize_t n, uint64_t* sum, uint64_t* count, uint32_t* lo, uint32_t* hi
+    ) noexcept
+
+
 cdef object _py_round = round
 
 
@@ -591,6 +668,26 @@ cdef object _gmt8_to_utc(const uint8_t* p):
     return datetime_new(year, month, day, hour, minute, second, 0, _UTC)
 
 
+# One-entry cache of the last device time: at gateway rates consecutive frames (of any vehicle)
+# mostly carry the same second, and a datetime is immutable, so records may share it.
+cdef uint64_t _last_time_key = 0xFFFFFFFFFFFFFFFF  # no 6-byte key equals it
+cdef object _last_time = None
+
+
+cdef object _device_time(const uint8_t* p):
+    """_gmt8_to_utc(p), cached on the 6 raw bytes."""
+    global _last_time_key, _last_time
+    cdef uint64_t key = 0
+    memcpy(&key, p, 6)
+    if key == _last_time_key:
+        return _last_time
+    time = _gmt8_to_utc(p)
+    if time is not None:
+        _last_time = time
+        _last_time_key = key
+    return time
+
+
 cdef object _vin(const uint8_t* p):
     """17-byte VIN: trailing NUL/space stripped, GBK (ASCII natively)."""
     cdef Py_ssize_t n = 17
@@ -641,23 +738,15 @@ cdef object _join(const uint8_t* frame, Segments* s):
 
 cdef int _cell_stats(object row, const uint8_t* frame, Segments* s) except -1:
     """normalize._cell_stats over the cell WORDs of every pack, in C."""
-    cdef Py_ssize_t i, j
-    cdef const uint8_t* p
-    cdef uint32_t w, valid, lo = 0xFFFF, hi = 0
+    cdef Py_ssize_t i
+    cdef uint32_t lo = 0xFFFF, hi = 0
     cdef uint64_t total = 0, count = 0
     if s.n == 0:
         return 0
     _set(row, R_CELLS, _join(frame, s))
     _set(row, R_CELL_COUNT, s.total // 2)
-    for i in range(s.n):
-        p = frame + s.pos[i]
-        for j in range(0, s.len[i], 2):
-            w = (<uint32_t>p[j] << 8) | p[j + 1]
-            valid = w < 0xFFFE
-            total += w if valid else 0
-            count += valid
-            lo = w if (valid and w < lo) else lo
-            hi = w if (valid and w > hi) else hi
+    for i in range(s.n):  # a segment is one pack: at most 255 (2016) / 65535 bytes (2025) of WORDs
+        silkgate_word_stats(frame + s.pos[i], s.len[i] // 2, &total, &count, &lo, &hi)
     if count:
         _set(row, R_CELL_MIN, PyFloat_FromDouble(<double>lo / 1000))
         _set(row, R_CELL_MAX, PyFloat_FromDouble(<double>hi / 1000))
@@ -667,23 +756,15 @@ cdef int _cell_stats(object row, const uint8_t* frame, Segments* s) except -1:
 
 cdef int _temp_stats(object row, const uint8_t* frame, Segments* s) except -1:
     """normalize._temp_stats over the probe BYTEs of every pack, in C."""
-    cdef Py_ssize_t i, j
-    cdef const uint8_t* p
-    cdef uint32_t t, valid, lo = 0xFF, hi = 0
+    cdef Py_ssize_t i
+    cdef uint32_t lo = 0xFF, hi = 0
     cdef uint64_t total = 0, count = 0
     if s.n == 0:
         return 0
     _set(row, R_PROBES, _join(frame, s))
     _set(row, R_PROBE_COUNT, s.total)
     for i in range(s.n):
-        p = frame + s.pos[i]
-        for j in range(s.len[i]):
-            t = p[j]
-            valid = t < 0xFE
-            total += t if valid else 0
-            count += valid
-            lo = t if (valid and t < lo) else lo
-            hi = t if (valid and t > hi) else hi
+        silkgate_byte_stats(frame + s.pos[i], s.len[i], &total, &count, &lo, &hi)
     if count:
         _set(row, R_TEMP_MIN, <long>lo - 40)
         _set(row, R_TEMP_MAX, <long>hi - 40)
@@ -1004,7 +1085,7 @@ cdef object _fast(bytes frame):
         return None
     if not (p[2] == 0x02 or p[2] == 0x03) or p[3] != 0xFE or 0x02 <= p[21] <= 0x05:
         return None  # not a plain realtime/reissue command
-    time = _gmt8_to_utc(p + HEADER_SIZE)
+    time = _device_time(p + HEADER_SIZE)
     if time is None:
         return None  # normalize raises BAD_TIME, once the whole frame has decoded
     v16 = p[0] == 0x23

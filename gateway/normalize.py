@@ -6,14 +6,14 @@ authentication) gets ``time=None`` and the pipeline stamps the receive time.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
 from datetime import datetime
-from sys import byteorder
+from struct import unpack_from
 from typing import Any
 
 from gateway.codecs import gbt32960 as gbt
 from gateway.codecs import jt808 as jt
+from gateway.codecs._select import NO_EXTENSIONS_ENV, extensions_disabled
 from gateway.codecs.common import DeviceTime
 from gateway.codecs.errors import ProtocolError, Reason
 from gateway.codecs.gbt32960 import constants as gbt_c
@@ -30,7 +30,6 @@ from gateway.records import (
 
 GBT = "gbt32960"
 JT808 = "jt808"
-_SWAP = byteorder == "little"
 
 
 def normalize(frame: gbt.Frame | jt.Frame) -> list[Record]:
@@ -41,6 +40,48 @@ def normalize(frame: gbt.Frame | jt.Frame) -> list[Record]:
 
 
 # --------------------------------------------------------------------------- GB/T 32960
+
+
+def records_from_frame(frame: bytes) -> list[Record]:
+    """The records of one raw GB/T 32960 frame: ``normalize(gbt32960.decode_frame(frame))``.
+
+    Realtime and reissue frames take the fused Cython fast path ``gateway._fastnorm`` (bytes
+    straight to records, equal results, the same ProtocolError on bad input) unless
+    ``SILKGATE_NO_EXTENSIONS=1``. A missing extension is an ImportError, never a silent
+    fall-back to pure Python.
+    """
+    impl = _records_impl or _load_records_impl()
+    return impl(frame)
+
+
+def _records_python(frame: bytes) -> list[Record]:
+    return normalize_gbt32960(gbt.decode_frame(frame))
+
+
+_records_impl: Callable[[bytes], list[Record]] | None = None
+
+
+def _load_records_impl() -> Callable[[bytes], list[Record]]:
+    """Pick the implementation of records_from_frame once (gateway.codecs._select rules)."""
+    global _records_impl
+    if extensions_disabled():
+        _records_impl = _records_python
+        return _records_impl
+    try:
+        from gateway import _fastnorm
+    except ImportError as exc:
+        raise ImportError(
+            f"the Cython extension gateway._fastnorm is not built ({exc}); reinstall silkgate "
+            f"with a C compiler, or set {NO_EXTENSIONS_ENV}=1 to run the pure-Python reference"
+        ) from exc
+    _records_impl = _fastnorm.realtime_records
+    return _records_impl
+
+
+def records_implementation() -> str:
+    """``"cython"`` or ``"python"``: what records_from_frame runs."""
+    impl = _records_impl or _load_records_impl()
+    return "python" if impl is _records_python else "cython"
 
 
 def normalize_gbt32960(frame: gbt.Frame) -> list[Record]:
@@ -99,72 +140,152 @@ def _utc(t: DeviceTime) -> datetime:
     return t.utc
 
 
+class _Realtime:
+    """What the blocks of one realtime frame accumulate, in wire order (see ``_gbt_realtime``)."""
+
+    __slots__ = (
+        "cells",
+        "extra",
+        "frame",
+        "position",
+        "quality",
+        "records",
+        "reissue",
+        "row",
+        "temps",
+        "time",
+    )
+
+    def __init__(self, frame: gbt.Frame, time: datetime) -> None:
+        self.frame = frame
+        self.time = time
+        self.reissue = frame.command == gbt_c.CMD_REISSUE
+        self.row = VehicleRealtime(
+            vin=frame.vin, time=time, version=frame.version, reissue=self.reissue
+        )
+        self.quality: dict[str, str] = {}
+        self.extra: dict[str, Any] = {}
+        self.cells: list[bytes] = []
+        self.temps: list[bytes] = []
+        self.records: list[Record] = [self.row]
+        self.position: Position | None = None
+
+
 def _gbt_realtime(frame: gbt.Frame, body: gbt.RealtimeData) -> list[Record]:
-    time = _utc(body.time)
-    reissue = frame.command == gbt_c.CMD_REISSUE
-    row = VehicleRealtime(vin=frame.vin, time=time, version=frame.version, reissue=reissue)
-    quality: dict[str, str] = {}
-    extra: dict[str, Any] = {}
-    cells: list[bytes] = []
-    temps: list[bytes] = []
-    records: list[Record] = [row]
-    position: Position | None = None
+    acc = _Realtime(frame, _utc(body.time))
     for block in body.blocks:
-        if isinstance(block, gbt.VehicleData):
-            _vehicle(row, block)
-            quality.update(block.quality)
-        elif isinstance(block, gbt.DriveMotors):
-            row.motors = [_motor(m) for m in block.motors]
-        elif isinstance(block, gbt.Engine):
-            row.engine_state = block.state
-            row.crank_speed_rpm = block.crank_rpm
-            row.fuel_rate = block.consumption_l_100km
-            quality.update({f"engine.{k}": v for k, v in block.quality.items()})
-        elif isinstance(block, gbt.Position):
-            row.lon, row.lat = block.lon, block.lat
-            row.fix_valid = block.fix_valid
-            row.coord_system = block.coord_system
-            position = Position(
-                device_id=frame.vin,
-                protocol=GBT,
-                time=time,
-                lat=block.lat,
-                lon=block.lon,
-                fix_valid=block.fix_valid,
-                reissue=reissue,
-                coord_system=block.coord_system,
-            )
-            records.append(position)
-        elif isinstance(block, gbt.Extremes):
-            row.max_cell_v, row.min_cell_v = block.max_cell_v, block.min_cell_v
-            row.max_temp_c, row.min_temp_c = block.max_temp_c, block.min_temp_c
-            extra["extremes"] = block
-        elif isinstance(block, gbt.Alarm):
-            alarm = _alarm(frame, block, time, reissue)
-            row.alarm_level, row.alarm_flags = block.level, block.flags
-            row.fault_count = sum(len(v) for v in alarm.fault_codes.values())
-            if alarm.level or alarm.flags or row.fault_count:
-                records.append(alarm)
-        elif isinstance(block, gbt.CellVoltages):
-            _packs(row, block.packs)
-            cells.extend(p.cells_raw for p in block.packs)
-        elif isinstance(block, gbt.BatteryTemps):
-            temps.extend(p.temps_raw for p in block.packs)
-        elif isinstance(block, gbt.CustomBlock):
-            row.custom_blocks.append(CustomBlock(block.info_type, block.data))
-        elif isinstance(block, gbt.Unparsed):
-            row.custom_blocks.append(CustomBlock(block.info_type, block.data))
-            quality["unparsed"] = f"0x{block.info_type:02X}"
-        else:  # fuel cell, super-capacitor, signature: kept whole in ``extra``
-            extra[type(block).__name__] = block
+        handler = _BLOCK_HANDLERS.get(type(block)) or _block_handler(type(block))
+        handler(acc, block)
+    row, position = acc.row, acc.position
     if position is not None:  # blocks may come in any order: fill in after the loop
         position.speed_kmh, position.odometer_km = row.speed_kmh, row.odometer_km
         position.alarm_flags = row.alarm_flags
-    _cell_stats(row, b"".join(cells))
-    _temp_stats(row, b"".join(temps))
-    row.quality = quality
-    row.extra = extra or None
-    return records
+    cells, temps = acc.cells, acc.temps
+    _cell_stats(row, cells[0] if len(cells) == 1 else b"".join(cells))
+    _temp_stats(row, temps[0] if len(temps) == 1 else b"".join(temps))
+    row.quality = acc.quality
+    row.extra = acc.extra or None
+    return acc.records
+
+
+def _on_vehicle(acc: _Realtime, block: gbt.VehicleData) -> None:
+    _vehicle(acc.row, block)
+    acc.quality.update(block.quality)
+
+
+def _on_motors(acc: _Realtime, block: gbt.DriveMotors) -> None:
+    acc.row.motors = [_motor(m) for m in block.motors]
+
+
+def _on_engine(acc: _Realtime, block: gbt.Engine) -> None:
+    row = acc.row
+    row.engine_state = block.state
+    row.crank_speed_rpm = block.crank_rpm
+    row.fuel_rate = block.consumption_l_100km
+    acc.quality.update({f"engine.{k}": v for k, v in block.quality.items()})
+
+
+def _on_position(acc: _Realtime, block: gbt.Position) -> None:
+    row = acc.row
+    row.lon, row.lat = block.lon, block.lat
+    row.fix_valid = block.fix_valid
+    row.coord_system = block.coord_system
+    acc.position = Position(
+        device_id=acc.frame.vin,
+        protocol=GBT,
+        time=acc.time,
+        lat=block.lat,
+        lon=block.lon,
+        fix_valid=block.fix_valid,
+        reissue=acc.reissue,
+        coord_system=block.coord_system,
+    )
+    acc.records.append(acc.position)
+
+
+def _on_extremes(acc: _Realtime, block: gbt.Extremes) -> None:
+    row = acc.row
+    row.max_cell_v, row.min_cell_v = block.max_cell_v, block.min_cell_v
+    row.max_temp_c, row.min_temp_c = block.max_temp_c, block.min_temp_c
+    acc.extra["extremes"] = block
+
+
+def _on_alarm(acc: _Realtime, block: gbt.Alarm) -> None:
+    row = acc.row
+    lists = (block.battery_faults, block.motor_faults, block.engine_faults, block.other_faults)
+    row.alarm_level, row.alarm_flags = block.level, block.flags
+    row.fault_count = sum(len(v) for v in lists if v)
+    if block.level or block.flags or row.fault_count:
+        acc.records.append(_alarm(acc.frame, block, acc.time, acc.reissue))
+
+
+def _on_cells(acc: _Realtime, block: gbt.CellVoltages) -> None:
+    _packs(acc.row, block.packs)
+    acc.cells.extend(p.cells_raw for p in block.packs)
+
+
+def _on_temps(acc: _Realtime, block: gbt.BatteryTemps) -> None:
+    acc.temps.extend(p.temps_raw for p in block.packs)
+
+
+def _on_custom(acc: _Realtime, block: gbt.CustomBlock) -> None:
+    acc.row.custom_blocks.append(CustomBlock(block.info_type, block.data))
+
+
+def _on_unparsed(acc: _Realtime, block: gbt.Unparsed) -> None:
+    acc.row.custom_blocks.append(CustomBlock(block.info_type, block.data))
+    acc.quality["unparsed"] = f"0x{block.info_type:02X}"
+
+
+def _on_other(acc: _Realtime, block: Any) -> None:
+    """Fuel cell, super-capacitor, signature: kept whole in ``extra``."""
+    acc.extra[type(block).__name__] = block
+
+
+_BlockHandler = Callable[[_Realtime, Any], None]
+
+_BLOCK_HANDLERS: dict[type, _BlockHandler] = {
+    gbt.VehicleData: _on_vehicle,
+    gbt.DriveMotors: _on_motors,
+    gbt.Engine: _on_engine,
+    gbt.Position: _on_position,
+    gbt.Extremes: _on_extremes,
+    gbt.Alarm: _on_alarm,
+    gbt.CellVoltages: _on_cells,
+    gbt.BatteryTemps: _on_temps,
+    gbt.CustomBlock: _on_custom,
+    gbt.Unparsed: _on_unparsed,
+}
+"""Realtime block type -> what it contributes (exact types; subclasses via _block_handler)."""
+
+
+def _block_handler(tp: type) -> _BlockHandler:
+    """The handler of a block type that is not a key of _BLOCK_HANDLERS: its nearest base's."""
+    for base in tp.__mro__:
+        handler = _BLOCK_HANDLERS.get(base)
+        if handler is not None:
+            return handler
+    return _on_other
 
 
 def _vehicle(row: VehicleRealtime, v: gbt.VehicleData) -> None:
@@ -177,9 +298,10 @@ def _vehicle(row: VehicleRealtime, v: gbt.VehicleData) -> None:
     row.total_current_a = v.total_current_a
     row.soc_pct = v.soc_pct
     row.dcdc_state = v.dcdc_state
-    row.gear = v.gear
-    row.braking_force = v.braking_force
-    row.driving_force = v.driving_force
+    gear = v.gear_byte
+    row.gear = gear & 0x0F  # VehicleData.gear / braking_force / driving_force, inlined
+    row.braking_force = bool(gear & 0x10)
+    row.driving_force = bool(gear & 0x20)
     row.insulation_kohm = v.insulation_kohm
     row.accelerator_pct = v.accel_pct
     row.brake_pct = v.brake_pct
@@ -231,24 +353,29 @@ def _packs(row: VehicleRealtime, packs: list[gbt.PackVoltage]) -> None:
 
 def _cell_stats(row: VehicleRealtime, raw: bytes) -> None:
     row.cell_voltages = raw
-    row.cell_count = len(raw) // 2
-    words = array("H", raw[: row.cell_count * 2])
-    if _SWAP:
-        words.byteswap()
-    valid = [w for w in words if w < 0xFFFE]
+    row.cell_count = count = len(raw) // 2
+    if not count:
+        return
+    words: tuple[int, ...] = unpack_from(f">{count}H", raw)  # one C call, no per-word boxing loop
+    hi = max(words)
+    # The common case has no sentinel: min/max/sum run over the tuple without filtering.
+    valid = words if hi < 0xFFFE else [w for w in words if w < 0xFFFE]
     if valid:
         row.cell_v_min = min(valid) / 1000
-        row.cell_v_max = max(valid) / 1000
+        row.cell_v_max = (hi if valid is words else max(valid)) / 1000
         row.cell_v_mean = round(sum(valid) / len(valid) / 1000, 4)
 
 
 def _temp_stats(row: VehicleRealtime, raw: bytes) -> None:
     row.probe_temps = raw
     row.probe_count = len(raw)
-    valid = [b for b in raw if b < 0xFE]
+    if not raw:
+        return
+    hi = max(raw)
+    valid: bytes | list[int] = raw if hi < 0xFE else [b for b in raw if b < 0xFE]
     if valid:
         row.temp_min_c = min(valid) - 40
-        row.temp_max_c = max(valid) - 40
+        row.temp_max_c = (hi if valid is raw else max(valid)) - 40
         row.temp_mean_c = round(sum(valid) / len(valid) - 40, 2)
 
 

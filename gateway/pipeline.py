@@ -68,6 +68,7 @@ class _Pending:
     futures: list[asyncio.Future[None]] = field(default_factory=list)
     rows: int = 0
     first_at: float = 0.0
+    taken: asyncio.Event = field(default_factory=asyncio.Event)  # set when the writer takes it
 
 
 @dataclass
@@ -105,8 +106,10 @@ class Pipeline:
         self._space = asyncio.Condition()
         self._wake = asyncio.Event()
         self._closing = False
+        self._writing = False  # the writer is making a batch durable (not waiting for one)
         self._spooling = spool.spool.records > 0  # a backlog from a previous run
         self._drained = asyncio.Event()
+        self._spool_lock = asyncio.Lock()  # spool appends vs. the replay's "drained" decision
         self._tasks: list[asyncio.Task[None]] = []
         self.stats = PipelineStats()
 
@@ -153,6 +156,14 @@ class Pipeline:
         that made that impossible (only when the pipeline is closed under it)."""
         if self._closing:
             raise RuntimeError("pipeline is closed")
+        if self._pending.rows >= self._cfg.batch_rows:
+            # Yield to the writer. A producer that never has to wait for queue space would
+            # otherwise starve it: an idle writer would not take the full batch, a busy one
+            # would make no I/O progress, and the batch would grow to queue_rows. An idle
+            # writer takes the full batch before more is added.
+            while self._pending.rows >= self._cfg.batch_rows and self._writer_waits():
+                await self._pending.taken.wait()
+            await asyncio.sleep(0)
         grouped = batches.group(records)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not grouped:
@@ -186,6 +197,11 @@ class Pipeline:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def _writer_waits(self) -> bool:
+        """True when the writer task runs and is not busy with a batch (it takes the next one
+        as soon as it gets the loop)."""
+        return bool(self._tasks) and not self._writing and not self._tasks[0].done()
+
     async def _next_batch(self) -> _Pending | None:
         age = self._cfg.batch_age_ms / 1000
         while True:
@@ -204,10 +220,12 @@ class Pipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
         self._pending = _Pending()
+        p.taken.set()
         return p
 
     async def _write_loop(self) -> None:
         while (p := await self._next_batch()) is not None:
+            self._writing = True
             try:
                 await self._make_durable(p.batch)
             except BaseException as exc:
@@ -223,6 +241,7 @@ class Pipeline:
                 if not fut.done():
                     fut.set_result(None)
             await self._release(p.batch)
+            self._writing = False
 
     async def _release(self, batch: Batch) -> None:
         async with self._space:
@@ -245,8 +264,14 @@ class Pipeline:
                     self._spooling = True
                     self._drained.clear()
             try:
-                payloads = self._spool_payloads(batch)
-                await self._spool.append_durable(payloads)
+                # Under the lock the replay task takes to decide that the spool is drained: a
+                # batch is either appended before that decision (and replayed) or goes to the
+                # database after it, never to the spool behind a drain that missed it.
+                async with self._spool_lock:
+                    if not self._spooling:
+                        continue  # drained meanwhile: try the database
+                    payloads = self._spool_payloads(batch)
+                    await self._spool.append_durable(payloads)
                 self.stats.spooled_rows += batches.rows(batch)
                 self.stats.spooled_batches += len(payloads)
                 return
@@ -254,7 +279,7 @@ class Pipeline:
                 log.error("spool cannot take the batch (%s); holding it and retrying", exc)
                 await asyncio.sleep(self._cfg.retry_interval_s)
                 if self._spool.spool.records == 0:
-                    self._spooling = False  # drained meanwhile: try the database again
+                    self._end_spooling()  # drained meanwhile: try the database again
 
     def _spool_payloads(self, batch: Batch) -> list[bytes]:
         """The batch as spool records, halved until each fits the spool's record limit."""
@@ -309,14 +334,16 @@ class Pipeline:
                 await asyncio.sleep(self._cfg.retry_interval_s)
                 continue
             if drained:
-                self._spooling = False
-                self._drained.set()
                 log.info("spool drained; writing to the database again")
 
     async def _replay_some(self) -> bool:
         """Replay up to one read of the spool; True when it is empty afterwards."""
         items = await self._spool.read_batch(max_records=64)
         if not items:
+            async with self._spool_lock:
+                if self._spool.spool.records:
+                    return False  # the writer appended after that read
+                self._end_spooling()
             return True
         budget = self._cfg.replay_rows_per_s
         for seq, payload in items:
@@ -333,6 +360,10 @@ class Pipeline:
                     await asyncio.sleep(pause)
             await self._spool.ack(seq)
         return False
+
+    def _end_spooling(self) -> None:
+        self._spooling = False
+        self._drained.set()
 
     async def wait_drained(self, timeout: float | None = None) -> None:
         """Wait until the spool is empty and batches go straight to the database again."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -11,6 +13,7 @@ import msgspec
 
 from gateway.batch import Batch
 from gateway.records import DeadLetter
+from gateway.store.tables import spec_for
 from gateway.store.writer import write
 
 _REJECT_NAMESPACE = uuid.UUID("6f1d2c1e-3a52-4b8e-9a57-5b7c0d6e8a11")
@@ -29,13 +32,39 @@ class StoreWriter:
         inserted = 0
         async with self.pool.acquire() as conn, conn.transaction():
             for kind, records in batch.items():
-                inserted += await write(conn, kind, records, dedup=self.dedup)
+                rows = first_of_each_key(kind, records) if self.dedup else records
+                inserted += await write(conn, kind, rows, dedup=self.dedup)
         self.inserted_rows += inserted
 
     async def write_rejected(self, batch: Batch, error: BaseException) -> None:
         letters = [rejected(rec, error) for recs in batch.values() for rec in recs]
         async with self.pool.acquire() as conn, conn.transaction():
             await write(conn, DeadLetter, letters, dedup=True)
+
+
+_KEYS: dict[type, Callable[[Any], Any]] = {}
+
+
+def first_of_each_key(kind: type, records: Sequence[Any]) -> Sequence[Any]:
+    """``records`` without the later copies of a natural key, so the first copy is stored.
+
+    The store's ``INSERT ... ON CONFLICT DO NOTHING`` keeps one row per key, but within one
+    statement not necessarily the first: a batch holding a frame and its duplicate or 0x03
+    reissue could otherwise store the reissue's flag and receive time. Records whose key has a
+    None are kept (the store fills some in, e.g. a session event's time, and NULLs differ)."""
+    key = _KEYS.get(kind)
+    if key is None:
+        key = _KEYS[kind] = attrgetter(*spec_for(kind).key)
+    seen: set[Any] = set()
+    out: list[Any] = []
+    for rec in records:
+        k = key(rec)
+        if k in seen:
+            continue
+        if None not in (k if isinstance(k, tuple) else (k,)):
+            seen.add(k)
+        out.append(rec)
+    return out if len(out) < len(records) else records
 
 
 def rejected(record: Any, error: BaseException) -> DeadLetter:

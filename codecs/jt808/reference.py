@@ -364,7 +364,10 @@ def decode_register_response(body: bytes, version: int) -> RegisterResponse:
     serial, result = r.u16("reply serial"), r.u8("result")
     start = r.offset
     rest = r.rest()
-    code = _text(rest, "auth code", start) if rest or result == c.REGISTER_OK else None
+    if result == c.REGISTER_OK:
+        code: str | None = _text(rest, "auth code", start)
+    else:  # a refusal carries no code; padding a platform appended anyway reads as none
+        code = (_text(rest, "auth code", start) or None) if rest else None
     return RegisterResponse(reply_serial=serial, result=result, auth_code=code)
 
 

@@ -4,8 +4,9 @@ Table-driven: every record field becomes the column of the same name (the migrat
 field names), except the fields listed as jsonb, which are encoded with msgspec.json, and a few
 columns with their own expression (``received_at`` falls back to the write time; a session event
 without a device time takes its receive time). From that spec each table's ``to_row`` is compiled
-once into a single tuple expression, ``(r.vin, r.time, ..., _json(r.motors), ...)``: about the cost
-of building the tuple by hand, several times faster than looping over getters per row.
+once into a single tuple expression, ``(r.vin, r.time, ..., _json(r.motors), ...)`` (with
+``_json`` inlined): about the cost of building the tuple by hand, several times faster than looping
+over getters per row.
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ def _spec(
     for f in fields:
         if f in overrides:
             parts.append(overrides[f])
-        elif f in jsonb:
-            parts.append(f"_json(r.{f})")
+        elif f in jsonb:  # _json(r.f) inlined: one call less per value
+            parts.append(f"(None if (_{f} := r.{f}) is None else _encode(_{f}).decode())")
         else:
             parts.append(f"r.{f}")
     source = f"def to_row(r):\n    return ({', '.join(parts)},)\n"
-    namespace: dict[str, Any] = {"_json": _json, "_now": _now}
+    namespace: dict[str, Any] = {"_encode": _encode, "_now": _now}
     exec(compile(source, f"<silkgate.store.tables {name}.to_row>", "exec"), namespace)
     return TableSpec(name, record_type, tuple(fields), key, frozenset(jsonb), namespace["to_row"])
 

@@ -2,17 +2,31 @@
 
 ``write(conn, RecordType, records)``:
 
-* ``dedup=True`` (the default): COPY into a per-connection TEMP staging table, then one
-  statement moves the rows into the hypertable::
+* ``dedup=True`` (the default): a retried batch, a replayed spool or a GB/T 32960 reissue of a
+  stored (vin, time) inserts nothing new. Most batches hold no duplicate at all, so the writer
+  first tries a plain COPY straight into the hypertable inside a savepoint; only when that hits
+  the natural key (``unique_violation``) is the savepoint rolled back and the batch written the
+  de-duplicating way: COPY into a per-connection TEMP staging table, then one statement moves
+  the rows into the hypertable::
 
       INSERT INTO <t> (...) SELECT ... FROM pg_temp.silkgate_stage_<t> ON CONFLICT DO NOTHING
 
-  so a retried batch, a replayed spool or a GB/T 32960 reissue of a stored (vin, time) inserts
-  nothing. The staging table empties at commit (and rollback). A second write of the same table
+  The staging path costs the server a second copy of every row (the move re-inserts each one
+  with a speculative insertion), measured at ~1.6x the CPU of the plain COPY for wide realtime
+  rows; the optimistic COPY costs a savepoint when it works, and the wasted part of a COPY when
+  it does not. After a conflict the next ``_STAGED_AFTER_CONFLICT`` writes of that table go
+  straight to the staging path (a spool replay after a crash is all duplicates), then the plain
+  COPY is tried again. Either way the same rows end up stored (the first one of a key wins) and
+  the count is the same.
+  The staging table empties at commit (and rollback). A second staged write of the same table
   in one transaction re-offers the first write's rows too: they are in the table by then, so they
   conflict and are not counted (correct, just extra work; emptying the staging table after each
   move cost a third of the dedup throughput, measured).
-* ``dedup=False``: COPY straight into the hypertable (fastest; a duplicate key fails the batch).
+* ``dedup=False``: COPY straight into the hypertable (a duplicate key fails the batch).
+
+Rows are made from the records while the COPY sends them (``_LazyRows``), so the client's
+encoding overlaps the server's inserting (measured +12-22% pipeline throughput); every direct
+COPY runs in a savepoint, so a failed one leaves nothing of the batch behind.
 
 The caller owns the transaction: the pipeline writes several tables in one ``async with
 conn.transaction()`` and commits once per batch (outside a transaction, a dedup write makes its
@@ -27,7 +41,7 @@ made outside a transaction, as a rollback of that transaction takes the table wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -39,6 +53,12 @@ from gateway.store.tables import SPECS, Row, TableSpec, spec_for
 
 _STAGED: WeakKeyDictionary[asyncpg.Connection[Any], set[str]] = WeakKeyDictionary()
 """Per connection: the staging tables known to exist for the rest of the session."""
+
+_STAGED_AFTER_CONFLICT = 16
+"""Writes of a table that skip the optimistic plain COPY after it hit a duplicate key."""
+
+_stage_next: dict[str, int] = {}
+"""Per table: how many more de-duplicating writes go straight to the staging path."""
 
 
 def _staging_name(spec: TableSpec) -> str:
@@ -108,19 +128,70 @@ async def write(
 ) -> int:
     """COPY ``records`` (all of ``record_type``) into their table; returns the rows inserted."""
     spec = spec_for(record_type)
-    to_row = spec.to_row
-    rows = [to_row(r) for r in records]
-    if not rows:
+    batch = records if isinstance(records, list) else list(records)
+    if not batch:
         return 0
     if not dedup:
-        status = await conn.copy_records_to_table(spec.name, records=rows, columns=spec.columns)
-        return _count(status)
+        return _count(await _copy_direct(conn, spec, _LazyRows(spec.to_row, batch)))
     staging = await _ensure_staging(conn, spec)
     if not conn.is_in_transaction():
         # ON COMMIT DELETE ROWS: COPY and move must share a transaction.
         async with conn.transaction():
-            return await _copy_and_move(conn, spec, staging, rows)
+            return await _write_dedup(conn, spec, staging, batch)
+    return await _write_dedup(conn, spec, staging, batch)
+
+
+class _LazyRows:
+    """The rows of ``records``, made as the COPY consumes them: the client turns records into
+    rows while the server inserts the ones already sent. Keeps the rows made (for the staging
+    path, should the COPY hit a duplicate), and keeps a ``to_row`` error for after the COPY
+    (an exception raised inside the COPY's row iterator makes asyncpg cancel the statement out
+    of band); the iteration just stops early then."""
+
+    def __init__(self, to_row: Callable[[Any], Row], records: list[Any]) -> None:
+        self.to_row = to_row
+        self.records = records
+        self.rows: list[Row] = []
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[Row]:
+        to_row, append = self.to_row, self.rows.append
+        for record in self.records:
+            try:
+                row = to_row(record)
+            except Exception as exc:
+                self.error = exc
+                return
+            append(row)
+            yield row
+
+
+async def _write_dedup(conn: Conn, spec: TableSpec, staging: str, records: list[Any]) -> int:
+    """Plain COPY in a savepoint; the staging path if that hits a duplicate key."""
+    rows: list[Row] = []
+    skip = _stage_next.get(spec.name, 0)
+    if skip:
+        _stage_next[spec.name] = skip - 1
+    else:
+        lazy = _LazyRows(spec.to_row, records)
+        try:
+            return _count(await _copy_direct(conn, spec, lazy))
+        except asyncpg.UniqueViolationError:
+            _stage_next[spec.name] = _STAGED_AFTER_CONFLICT
+        rows = lazy.rows
+    to_row = spec.to_row
+    rows += [to_row(r) for r in records[len(rows) :]]
     return await _copy_and_move(conn, spec, staging, rows)
+
+
+async def _copy_direct(conn: Conn, spec: TableSpec, lazy: _LazyRows) -> str:
+    """COPY straight into the table, in a savepoint (a transaction when there is none): a
+    duplicate key or a ``to_row`` error leaves nothing of the batch behind."""
+    async with conn.transaction():
+        status = await conn.copy_records_to_table(spec.name, records=lazy, columns=spec.columns)
+        if lazy.error is not None:
+            raise lazy.error
+    return status
 
 
 async def _copy_and_move(conn: Conn, spec: TableSpec, staging: str, rows: list[Row]) -> int:
