@@ -16,8 +16,7 @@
   rows; the optimistic COPY costs a savepoint when it works, and the wasted part of a COPY when
   it does not. After a conflict the next ``_STAGED_AFTER_CONFLICT`` writes of that table go
   straight to the staging path (a spool replay after a crash is all duplicates), then the plain
-  COPY is tried again. Either way the same rows end up stored (the first one of a key wins) and
-  the count is the same.
+  COPY is tried again. Either way the same keys end up stored and the count is the same.
   The staging table empties at commit (and rollback). A second staged write of the same table
   in one transaction re-offers the first write's rows too: they are in the table by then, so they
   conflict and are not counted (correct, just extra work; emptying the staging table after each

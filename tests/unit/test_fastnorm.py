@@ -242,6 +242,7 @@ def test_records_from_frame_without_extensions(
     monkeypatch: pytest.MonkeyPatch, gbt_vectors: list[dict[str, Any]]
 ) -> None:
     frame = next(f for vid, f in realtime_vectors(gbt_vectors) if vid == "GB-12")
+    monkeypatch.delenv("SILKGATE_NO_EXTENSIONS", raising=False)
     monkeypatch.setattr(norm, "_records_impl", None)
     assert norm.records_implementation() == "cython"
     monkeypatch.setattr(norm, "_records_impl", None)
