@@ -20,7 +20,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 # Build requirements first so the editable install can build in this environment.
-.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=70' wheel 'Cython>=3.0'
+.venv/bin/python -m pip install -q --upgrade pip 'setuptools>=77' wheel 'Cython>=3.0'
 .venv/bin/python -m pip install -q --no-build-isolation --config-settings editable_mode=strict -e '.[dev]'
 # Rebuild the extensions in place: an editable install does not rebuild changed .pyx files.
 .venv/bin/python setup.py -q build_ext --inplace >/dev/null
