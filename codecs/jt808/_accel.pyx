@@ -16,7 +16,7 @@ from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.math cimport fabs, isinf, isnan, rint
 from libc.stdint cimport int16_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 import datetime as _dt
 import struct as _struct
@@ -325,8 +325,24 @@ cdef inline int _bcd2(uchar b) noexcept nogil:
     return (b >> 4) * 10 + (b & 0x0F)
 
 
+# One-entry cache: trucks reporting on a common period send the same second many times in a
+# row. DeviceTime is frozen and holds immutable values, so sharing one instance is safe.
+cdef uchar _last_time_raw[6]
+cdef object _last_time = None
+
+
 cdef object _device_time(const uchar* p):
     """BCD YYMMDDhhmmss GMT+8 -> DeviceTime, UTC computed here (reference: ``_device_time``)."""
+    global _last_time
+    if _last_time is not None and memcmp(p, _last_time_raw, 6) == 0:
+        return _last_time
+    cdef object result = _make_device_time(p)
+    memcpy(_last_time_raw, p, 6)
+    _last_time = result
+    return result
+
+
+cdef object _make_device_time(const uchar* p):
     cdef int year, month, day, hour, minute, second
     cdef object utc = None
     if is_bcd(p, 6):
