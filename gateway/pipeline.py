@@ -6,11 +6,14 @@
 * One writer task takes everything submitted so far as a batch when it reaches
   ``batch_rows`` or its oldest submission is ``batch_age_ms`` old, writes each record type with
   the store's COPY writer inside ONE transaction, commits, then resolves the batch's completions.
+  A submission finding the batch full yields to the writer first (an idle writer takes it), so
+  a producer that never has to wait cannot starve the writer.
 * When the database fails (connection lost, server shutting down, out of resources) the batch
   goes to the spool instead and the pipeline enters *spooling* mode: every later batch is
   appended too, so order is kept; a replay task probes the database every
   ``retry_interval_s``, replays the spool in order (throttled to ``replay_rows_per_s``),
-  acknowledges each replayed record after its commit, and leaves spooling mode once drained.
+  acknowledges each replayed record after its commit, and leaves spooling mode once drained
+  (decided under a lock with the writer's appends, so no batch is left behind a drain).
   Replays may repeat a batch after a crash; the store's natural keys make that harmless.
 * A batch the database rejects for its content (a data or integrity error) is split in halves
   until the bad records are isolated; those become dead letters, the rest is written.
@@ -251,6 +254,8 @@ class Pipeline:
 
     async def _make_durable(self, batch: Batch) -> None:
         """Commit ``batch`` or spool it; retry until one of them succeeds."""
+        payloads: list[bytes] | None = None  # encoded once, kept while the spool is full
+        refused = False
         while True:
             if not self._spooling:
                 try:
@@ -259,7 +264,8 @@ class Pipeline:
                 except Exception as exc:
                     if not is_outage(exc):
                         raise
-                    log.warning("database unavailable (%s: %s); spooling", type(exc).__name__, exc)
+                    why = f"{type(exc).__name__}: {exc}"  # text only, see below
+                    log.warning("database unavailable (%s); spooling", why)
                     self.stats.outages += 1
                     self._spooling = True
                     self._drained.clear()
@@ -270,13 +276,19 @@ class Pipeline:
                 async with self._spool_lock:
                     if not self._spooling:
                         continue  # drained meanwhile: try the database
-                    payloads = self._spool_payloads(batch)
+                    if payloads is None:
+                        payloads = self._spool_payloads(batch)
                     await self._spool.append_durable(payloads)
                 self.stats.spooled_rows += batches.rows(batch)
                 self.stats.spooled_batches += len(payloads)
                 return
             except (SpoolFull, RecordTooLarge) as exc:
-                log.error("spool cannot take the batch (%s); holding it and retrying", exc)
+                # Logged once per batch, and as text: a handler that keeps its records (a test's
+                # log capture, a buffering handler) would otherwise keep every retry's exception
+                # and, through its traceback, that retry's payloads.
+                if not refused:
+                    log.error("spool cannot take the batch (%s); holding it and retrying", str(exc))
+                    refused = True
                 await asyncio.sleep(self._cfg.retry_interval_s)
                 if self._spool.spool.records == 0:
                     self._end_spooling()  # drained meanwhile: try the database again
@@ -286,6 +298,7 @@ class Pipeline:
         payload = batches.encode(batch)
         if len(payload) <= self._spool.spool.config.max_record_bytes or batches.rows(batch) == 1:
             return [payload]
+        del payload  # not kept while the halves are encoded
         first, second = _halves(batch)
         return self._spool_payloads(first) + self._spool_payloads(second)
 

@@ -135,12 +135,12 @@ def traffic(
     for d in range(extra):
         j = rng.randrange(n)
         reissue = d % 2 == 1
-        raw = raws.get(j)
-        if raw is not None:
+        sent = raws.get(j)
+        if sent is not None:
             if reissue:
-                frame = gbt.decode_frame(raw)
-                raw = gbt.encode_frame(msgspec.structs.replace(frame, command=REISSUE))
-            recs = normalize(gbt.decode_frame(raw))
+                frame = gbt.decode_frame(sent)
+                sent = gbt.encode_frame(msgspec.structs.replace(frame, command=REISSUE))
+            recs = normalize(gbt.decode_frame(sent))
             decoded += 1
         else:
             recs = [
@@ -214,9 +214,7 @@ def _frame(
     )
 
 
-def _vary_record(
-    rec: Any, when: datetime, odo: float, speed: float, lat: float, lon: float
-) -> Any:
+def _vary_record(rec: Any, when: datetime, odo: float, speed: float, lat: float, lon: float) -> Any:
     if isinstance(rec, VehicleRealtime | Position):
         return msgspec.structs.replace(
             rec, time=when, odometer_km=odo, speed_kmh=speed, lat=lat, lon=lon

@@ -25,7 +25,8 @@ from gateway.sink import StoreWriter
 from gateway.spool import AsyncSpool, SpoolConfig
 from gateway.store.connection import create_pool
 from gateway.store.testing import migrated_schema
-from tests.integration import faultkit
+
+from . import faultkit
 
 CHUNK = 25  # frames per submission (what an adapter hands over per socket read, say)
 SAMPLE = 1000  # rows compared field by field
@@ -49,7 +50,7 @@ async def test_200k_frames_with_duplicates_and_reissues_stored_exactly_once(
     cfg = PipelineConfig(batch_rows=10_000, batch_age_ms=50, queue_rows=40_000)
     started = time.monotonic()
     try:
-        async with Pipeline(writer, spool, cfg) as pipeline:
+        async with asyncio.timeout(240), Pipeline(writer, spool, cfg) as pipeline:
             futures = [await pipeline.submit(records) for _, records in t.chunks(CHUNK)]
             await asyncio.wait_for(asyncio.gather(*futures), 120)
         elapsed = time.monotonic() - started
@@ -81,7 +82,11 @@ async def test_200k_frames_with_duplicates_and_reissues_stored_exactly_once(
 
 def _expected_rows(t: faultkit.Traffic) -> dict[str, int]:
     count = {"vehicle_realtime": 0, "positions": 0, "alarms": 0}
-    table = {VehicleRealtime: "vehicle_realtime", Position: "positions", Alarm: "alarms"}
+    table: dict[type, str] = {
+        VehicleRealtime: "vehicle_realtime",
+        Position: "positions",
+        Alarm: "alarms",
+    }
     for recs in t.originals:
         for rec in recs:
             count[table[type(rec)]] += 1
@@ -153,7 +158,7 @@ def _same(column_type: str, stored: Any, value: Any) -> bool:
         return stored is None and value is None
     if column_type == "real":
         return bool(stored == _f32(value))
-    if column_type == "jsonb":
+    if column_type in ("json", "jsonb"):
         return bool(json.loads(stored) == json.loads(msgspec.json.encode(value)))
     return bool(stored == value)
 
