@@ -172,40 +172,12 @@ def bcc(data) -> int:
     return x
 
 
-cdef inline int _days_in_month(int year, int month) noexcept:
-    if month == 2:
-        return 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
-    if month == 4 or month == 6 or month == 9 or month == 11:
-        return 30
-    return 31
+include "../_gmt8.pxi"
 
 
-cdef object _gmt8_to_utc(const uint8_t* p):
-    """UTC datetime of a GMT+8 YY MM DD hh mm ss time, None when not a calendar time.
-
-    Equal to ``datetime(2000+YY, ..., tzinfo=UTC) - 8h`` (common.gmt8_to_utc) without the
-    Python-level constructor and subtraction.
-    """
-    cdef int year = 2000 + p[0]
-    cdef int month = p[1]
-    cdef int day = p[2]
-    cdef int hour = p[3]
-    cdef int minute = p[4]
-    cdef int second = p[5]
-    if (month < 1 or month > 12 or day < 1 or day > _days_in_month(year, month)
-            or hour > 23 or minute > 59 or second > 59):
-        return None
-    hour -= 8
-    if hour < 0:
-        hour += 24
-        day -= 1
-        if day == 0:
-            month -= 1
-            if month == 0:
-                month = 12
-                year -= 1
-            day = _days_in_month(year, month)
-    return datetime_new(year, month, day, hour, minute, second, 0, _UTC)
+cdef inline object _gmt8_to_utc(const uint8_t* p):
+    """UTC datetime of a GMT+8 YY MM DD hh mm ss time, None when not a calendar time."""
+    return _gmt8_fields_to_utc(2000 + p[0], p[1], p[2], p[3], p[4], p[5])
 
 
 cdef object _decode_time(RBuf* b):

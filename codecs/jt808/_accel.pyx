@@ -312,13 +312,7 @@ cdef long long _round(object v, double scale, bint absolute, long long maximum,
 
 # ================================================================================ times
 
-cdef int[13] _DAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-
-
-cdef inline int _days_in_month(int year, int month) noexcept nogil:
-    if month == 2 and (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
-        return 29
-    return _DAYS[month]
+include "../_gmt8.pxi"
 
 
 cdef inline int _bcd2(uchar b) noexcept nogil:
@@ -343,28 +337,10 @@ cdef object _device_time(const uchar* p):
 
 
 cdef object _make_device_time(const uchar* p):
-    cdef int year, month, day, hour, minute, second
     cdef object utc = None
     if is_bcd(p, 6):
-        year = 2000 + _bcd2(p[0])
-        month = _bcd2(p[1])
-        day = _bcd2(p[2])
-        hour = _bcd2(p[3])
-        minute = _bcd2(p[4])
-        second = _bcd2(p[5])
-        if (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month) and hour < 24
-                and minute < 60 and second < 60):
-            hour -= 8
-            if hour < 0:
-                hour += 24
-                day -= 1
-                if day == 0:
-                    month -= 1
-                    if month == 0:
-                        month = 12
-                        year -= 1
-                    day = _days_in_month(year, month)
-            utc = datetime_new(year, month, day, hour, minute, second, 0, _UTC)
+        utc = _gmt8_fields_to_utc(2000 + _bcd2(p[0]), _bcd2(p[1]), _bcd2(p[2]), _bcd2(p[3]),
+                                  _bcd2(p[4]), _bcd2(p[5]))
     return DeviceTime(raw=_bytes(p, 6), utc=utc)
 
 
