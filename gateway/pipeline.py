@@ -31,7 +31,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import asyncpg
 import msgspec
+from asyncpg.exceptions._base import DataError as ClientDataError
 
 from gateway import batch as batches
 from gateway.batch import Batch
@@ -40,8 +42,11 @@ from gateway.spool import AsyncSpool, RecordTooLarge, SpoolFull
 
 log = logging.getLogger("silkgate.pipeline")
 
-#: SQLSTATE classes that mean "the database is away", not "this data is bad".
-_OUTAGE_CLASSES = ("08", "53", "57", "58")
+#: SQLSTATE classes that blame the records (22 data exception, 23 integrity violation): the batch
+#: is split until the bad records stand alone and those become dead letters. Every other server
+#: error (connection, resources, operator intervention, deadlock, even a schema problem) blames
+#: the database: the batch is spooled and retried later, so nothing is lost while it is fixed.
+_RECORD_CLASSES = ("22", "23")
 
 
 class Writer(Protocol):
@@ -53,14 +58,19 @@ class Writer(Protocol):
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True when ``exc`` means the database is unreachable or unwell, so retrying later helps."""
+    """True when ``exc`` means the database is unreachable or unwell, so retrying later helps;
+    False when the records themselves were refused."""
     if isinstance(exc, OSError | TimeoutError | ConnectionError):
         return True
     sqlstate = getattr(exc, "sqlstate", None)
     if isinstance(sqlstate, str):
-        return sqlstate[:2] in _OUTAGE_CLASSES
-    # asyncpg's InterfaceError family (connection closed under us) carries no SQLSTATE.
-    return type(exc).__name__ in {"InterfaceError", "ConnectionDoesNotExistError"}
+        return sqlstate[:2] not in _RECORD_CLASSES
+    # No SQLSTATE: asyncpg's InterfaceError family (the connection closed under us) is an outage;
+    # its client-side DataError (a value the column type cannot hold) and errors raised while
+    # building rows are the records' fault.
+    if isinstance(exc, ClientDataError):
+        return False
+    return isinstance(exc, asyncpg.exceptions.InterfaceError)
 
 
 @dataclass
