@@ -10,6 +10,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI runs a fixed set of examples (a red CI must be reproducible, and a submission whose CI fails
+# does not land); local runs explore new random examples every time.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SILKGATE_SHARED", REPO.parent / "shared"))

@@ -212,7 +212,11 @@ def frames(draw: Draw, version: int | None = None) -> m.Frame:
     response = 0xFE
     body: m.Body
     if kind == "unknown":
-        command = draw(st.integers(0, 255).filter(lambda c: c not in known))
+        # 0x23/0x24 are reserved commands; as the byte after the start bytes they read as a
+        # late start ("###"), the stream reader's rule for stray start bytes
+        command = draw(
+            st.integers(0, 255).filter(lambda c: c not in known and c not in (0x23, 0x24))
+        )
         body = m.RawBody(data=draw(st.binary(max_size=40)))
         response = draw(st.integers(0, 255))
     elif kind == "encrypted":
