@@ -45,6 +45,7 @@ class PipelineConfig(_Section, frozen=True):
     dedup: bool = True  # staging table + ON CONFLICT DO NOTHING (False: plain COPY)
     retry_interval_s: PositiveFloat = 2.0  # how often to probe a database that is away
     replay_rows_per_s: Positive = 50_000  # spool replay throttle
+    shutdown_grace_s: PositiveFloat = 30.0  # how long a stop waits for in-flight rows
 
 
 class SpoolConfig(_Section, frozen=True):

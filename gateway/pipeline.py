@@ -141,12 +141,26 @@ class Pipeline:
             asyncio.create_task(self._replay_loop(), name="pipeline-replay"),
         ]
 
-    async def close(self) -> None:
-        """Stop taking records, flush what was submitted, then stop (graceful shutdown)."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop taking records, flush what was submitted, then stop (graceful shutdown).
+
+        With the database away and the spool full nothing can be made durable: after
+        ``timeout`` seconds the writer is cancelled and the completions still pending are
+        cancelled too (their devices were never acknowledged and will send again)."""
         self._closing = True
         self._wake.set()
         writer, replay = self._tasks
-        await writer
+        try:
+            await asyncio.wait_for(asyncio.shield(writer), timeout)
+        except TimeoutError:
+            log.error(
+                "shutdown: %d rows could not be made durable in %.0f s; giving up on them",
+                sum(self._in_flight.values()),
+                timeout or 0,
+            )
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         replay.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await replay

@@ -102,21 +102,28 @@ class Gateway:
             self.spool = await AsyncSpool.open(self.cfg.spool.path, spool_config(self.cfg))
             writer = StoreWriter(self.pool, dedup=self.cfg.pipeline.dedup)
             self.pipeline = Pipeline(writer, self.spool, self.cfg.pipeline)
-            async with self.pipeline, asyncio.TaskGroup() as tg:
-                tasks = [
-                    tg.create_task(self._status(), name="status"),
-                    tg.create_task(self._maintenance(), name="maintenance"),
-                ]
-                if self.opts.simulate:
-                    tasks.append(tg.create_task(self._simulate(), name="simulator"))
-                await self.stop.wait()
-                for task in tasks:
-                    task.cancel()
+            self.pipeline.start()
+            try:
+                await self._serve_tasks()
+            finally:
+                await self.pipeline.close(timeout=self.cfg.pipeline.shutdown_grace_s)
             self._print_status(final=True)
         finally:
             if self.spool is not None:
                 await self.spool.close()
             await self.pool.close()
+
+    async def _serve_tasks(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self._status(), name="status"),
+                tg.create_task(self._maintenance(), name="maintenance"),
+            ]
+            if self.opts.simulate:
+                tasks.append(tg.create_task(self._simulate(), name="simulator"))
+            await self.stop.wait()
+            for task in tasks:
+                task.cancel()
 
     # -- the simulator feed ------------------------------------------------------------------
 

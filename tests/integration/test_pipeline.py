@@ -200,3 +200,26 @@ async def test_rejected_record_becomes_a_dead_letter(rig: Rig) -> None:
     letters = await rig.db.fetch("SELECT reason, message FROM dead_letters")
     assert [r["reason"] for r in letters] == ["store_rejected"]
     assert rig.pipeline.stats.rejected_rows == 1
+
+
+@pytest.mark.asyncio
+async def test_close_gives_up_after_its_timeout(schema_dsn: str, tmp_path: Path) -> None:
+    """Database away and spool full: a stop waits ``timeout``, then cancels what is pending."""
+    proxy = await TcpProxy("127.0.0.1", urlsplit(schema_dsn).port or 5432).start()
+    pool = await create_pool(_via(schema_dsn, proxy.port), max_size=1, timeout=2)
+    spool = await AsyncSpool.open(
+        tmp_path / "spool",
+        SpoolConfig(max_bytes=8192, segment_bytes=8192, max_record_bytes=8000, fsync="never"),
+    )
+    pipeline = Pipeline(StoreWriter(pool), spool, FAST)
+    pipeline.start()
+    proxy.cut()
+    fut = await pipeline.submit(records_of(Fleet(20, seed=16, gbt_only=True).reports())[0] * 50)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await pipeline.close(timeout=1.0)
+    assert 1.0 <= loop.time() - started < 10
+    assert fut.cancelled()  # never acknowledged: the device will send it again
+    await spool.close()
+    await pool.close()
+    await proxy.close()
