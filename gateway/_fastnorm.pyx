@@ -636,7 +636,7 @@ def _round_exact(double x, int nd):
 # --------------------------------------------------------------------------- time and VIN
 
 
-include "../codecs/_gmt8.pxi"
+include "../codecs/_shared.pxi"
 
 
 cdef inline object _gmt8_to_utc(const uint8_t* p):
@@ -1024,22 +1024,6 @@ cdef object _slow(object frame):
     return _slow_normalize(_decode_frame(frame))
 
 
-cdef inline uint8_t _xor(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t acc = 0
-    cdef uint64_t word
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        memcpy(&word, p + i, 8)
-        acc ^= word
-        i += 8
-    acc ^= acc >> 32
-    acc ^= acc >> 16
-    acc ^= acc >> 8
-    cdef uint8_t x = <uint8_t>acc
-    while i < n:
-        x ^= p[i]
-        i += 1
-    return x
 
 
 cdef object _fast(bytes frame):

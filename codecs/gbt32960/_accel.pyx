@@ -136,23 +136,6 @@ include "_buffers.pxi"
 # --------------------------------------------------------------------------- primitives
 
 
-cdef inline uint8_t _xor(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    """XOR of n bytes, eight at a time (the fold is byte-order independent)."""
-    cdef uint64_t acc = 0
-    cdef uint64_t word
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        memcpy(&word, p + i, 8)
-        acc ^= word
-        i += 8
-    acc ^= acc >> 32
-    acc ^= acc >> 16
-    acc ^= acc >> 8
-    cdef uint8_t x = <uint8_t>acc
-    while i < n:
-        x ^= p[i]
-        i += 1
-    return x
 
 
 def bcc(data) -> int:
@@ -172,7 +155,7 @@ def bcc(data) -> int:
     return x
 
 
-include "../_gmt8.pxi"
+include "../_shared.pxi"
 
 
 cdef inline object _gmt8_to_utc(const uint8_t* p):

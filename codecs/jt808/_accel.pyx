@@ -14,7 +14,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.math cimport fabs, isinf, isnan, rint
-from libc.stdint cimport int16_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
 
@@ -312,7 +312,7 @@ cdef long long _round(object v, double scale, bint absolute, long long maximum,
 
 # ================================================================================ times
 
-include "../_gmt8.pxi"
+include "../_shared.pxi"
 
 
 cdef inline int _bcd2(uchar b) noexcept nogil:
@@ -846,22 +846,6 @@ def encode_body(msg_id, body, version):
 # ============================================================================== framing
 
 
-cdef uchar _xor(const uchar* p, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t acc = 0
-    cdef uint64_t word
-    cdef uchar x = 0
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        memcpy(&word, p + i, 8)
-        acc ^= word
-        i += 8
-    while i < n:
-        x ^= p[i]
-        i += 1
-    acc ^= acc >> 32
-    acc ^= acc >> 16
-    acc ^= acc >> 8
-    return x ^ <uchar>acc
 
 
 def checksum(data):

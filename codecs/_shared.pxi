@@ -1,7 +1,26 @@
 # Shared by the Cython codecs and the fused fast path (included, not imported, so the calls stay
-# C calls): calendar checks and GMT+8 wall clock -> UTC datetime, without Python-level datetime
-# arithmetic. Equal to ``common.gmt8_to_utc``. Needs ``datetime_new`` and ``_UTC`` in the
-# including module.
+# C calls): the XOR checksum, calendar checks and GMT+8 wall clock -> UTC datetime without
+# Python-level datetime arithmetic (equal to ``common.gmt8_to_utc``). The including module
+# cimports ``memcpy``, ``uint8_t``/``uint64_t`` and ``datetime_new`` and defines ``_UTC``.
+
+
+cdef inline uint8_t _xor(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """XOR of n bytes, eight at a time (the fold is byte-order independent)."""
+    cdef uint64_t acc = 0
+    cdef uint64_t word
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&word, p + i, 8)
+        acc ^= word
+        i += 8
+    acc ^= acc >> 32
+    acc ^= acc >> 16
+    acc ^= acc >> 8
+    cdef uint8_t x = <uint8_t>acc
+    while i < n:
+        x ^= p[i]
+        i += 1
+    return x
 
 cdef inline int _days_in_month(int year, int month) noexcept nogil:
     if month == 2:
