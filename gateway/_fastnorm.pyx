@@ -39,6 +39,7 @@ from gateway import records as _rec
 from gateway.codecs.common import ABNORMAL, INVALID
 from gateway.codecs.gbt32960 import _accel
 from gateway.codecs.gbt32960 import constants as _C
+from gateway.codecs.gbt32960 import layouts as _L
 from gateway.codecs.gbt32960 import messages as _m
 from gateway.codecs.gbt32960 import reference as _ref
 
@@ -353,9 +354,12 @@ cdef Py_ssize_t SC_QUALITY = _slot(_m.SuperCap, "quality")
 cdef Py_ssize_t SCE_QUALITY = _slot(_m.SuperCapExtremes, "quality")
 
 
-def _same(*names):
-    """Spec entries whose quality name is the target field name."""
-    return tuple((n, n, size, div, off, True) for n, size, div, off in names)
+def _same(*fields):
+    """Spec entries whose quality name is the target field name, from (name, size, div, offset)
+    tuples or ``layouts.Field``s."""
+    return tuple(
+        (f[0], f[0], f[1], f[2], f[3], f[4] if len(f) > 4 else True) for f in fields
+    )
 
 
 cdef tuple _VEHICLE_HEAD = (
@@ -417,84 +421,13 @@ cdef _Spec _ENGINE_16 = _Spec(
 )
 cdef _Spec _ENGINE_25 = _Spec(_VR, (("engine.crank_rpm", "crank_speed_rpm", 2, 0, 0, True),))
 
-cdef _Spec _EXTREMES = _Spec(
-    _ME,
-    _same(
-        ("max_v_subsystem", 1, 0, 0),
-        ("max_v_cell", 1, 0, 0),
-        ("max_cell_v", 2, 1000, 0),
-        ("min_v_subsystem", 1, 0, 0),
-        ("min_v_cell", 1, 0, 0),
-        ("min_cell_v", 2, 1000, 0),
-        ("max_t_subsystem", 1, 0, 0),
-        ("max_t_probe", 1, 0, 0),
-        ("max_temp_c", 1, 0, 40),
-        ("min_t_subsystem", 1, 0, 0),
-        ("min_t_probe", 1, 0, 0),
-        ("min_temp_c", 1, 0, 40),
-    ),
-)
-cdef _Spec _FUEL_CELL_HEAD = _Spec(
-    _m.FuelCell,
-    _same(("voltage_v", 2, 10, 0), ("current_a", 2, 10, 0), ("consumption_kg_100km", 2, 100, 0)),
-)
-cdef _Spec _FUEL_CELL_TAIL = _Spec(
-    _m.FuelCell,
-    _same(
-        ("h2_max_temp_c", 2, 10, 400),
-        ("h2_max_temp_probe", 1, 0, 0),
-        ("h2_max_conc_ppm", 2, 0, 0),
-        ("h2_max_conc_sensor", 1, 0, 0),
-        ("h2_max_pressure_mpa", 2, 10, 0),
-        ("h2_max_pressure_sensor", 1, 0, 0),
-        ("dcdc_state", 1, 0, 0),
-    ),
-)
-cdef _Spec _FUEL_CELL_ENGINE = _Spec(
-    _m.FuelCellEngine,
-    _same(
-        ("h2_max_temp_c", 2, 0, 40),
-        ("h2_max_temp_probe", 1, 0, 0),
-        ("h2_max_conc", 2, 10000, 0),
-        ("h2_max_conc_sensor", 1, 0, 0),
-        ("h2_max_pressure_mpa", 2, 10, 0),
-        ("h2_max_pressure_sensor", 1, 0, 0),
-        ("dcdc_state", 1, 0, 0),
-        ("h2_remaining_pct", 1, 0, 0),
-        ("dcdc_temp_c", 1, 0, 40),
-    ),
-)
-cdef _Spec _STACK = _Spec(
-    _m.FuelCellStack,
-    _same(
-        ("number", 1, 0, 0),
-        ("voltage_v", 2, 10, 0),
-        ("current_a", 2, 10, 0),
-        ("h2_inlet_kpa", 2, 10, 1000),
-        ("air_inlet_kpa", 2, 10, 1000),
-        ("air_inlet_temp_c", 1, 0, 40),
-    ),
-)
-cdef _Spec _SUPER_CAP = _Spec(
-    _m.SuperCap, _same(("number", 1, 0, 0), ("voltage_v", 2, 10, 0), ("current_a", 2, 10, 30000))
-)
-cdef _Spec _SUPER_CAP_EXTREMES = _Spec(
-    _m.SuperCapExtremes,
-    _same(
-        ("max_v_subsystem", 1, 0, 0),
-        ("max_v_index", 2, 0, 0),
-        ("max_v", 2, 1000, 0),
-        ("min_v_subsystem", 1, 0, 0),
-        ("min_v_index", 2, 0, 0),
-        ("min_v", 2, 1000, 0),
-        ("max_t_subsystem", 1, 0, 0),
-        ("max_t_index", 2, 0, 0),
-        ("max_temp_c", 1, 0, 40),
-        ("min_t_subsystem", 1, 0, 0),
-        ("min_t_index", 2, 0, 0),
-        ("min_temp_c", 1, 0, 40),
-    ),
-)
+cdef _Spec _EXTREMES = _Spec(_ME, _same(*_L.EXTREMES))
+cdef _Spec _FUEL_CELL_HEAD = _Spec(_m.FuelCell, _same(*_L.FUEL_CELL_HEAD))
+cdef _Spec _FUEL_CELL_TAIL = _Spec(_m.FuelCell, _same(*_L.FUEL_CELL_TAIL))
+cdef _Spec _FUEL_CELL_ENGINE = _Spec(_m.FuelCellEngine, _same(*_L.FUEL_CELL_ENGINE))
+cdef _Spec _STACK = _Spec(_m.FuelCellStack, _same(*_L.STACK))
+cdef _Spec _SUPER_CAP = _Spec(_m.SuperCap, _same(*_L.SUPER_CAP))
+cdef _Spec _SUPER_CAP_EXTREMES = _Spec(_m.SuperCapExtremes, _same(*_L.SUPER_CAP_EXTREMES))
 
 cdef tuple _FAULT_KINDS = ("battery", "motor", "engine", "other")
 cdef tuple _UNPARSED = tuple(f"0x{t:02X}" for t in range(256))

@@ -31,6 +31,7 @@ from types import MemberDescriptorType
 
 from gateway.codecs.common import ABNORMAL, INVALID, BadFrame, DeviceTime
 from gateway.codecs.errors import ProtocolError, Reason
+from gateway.codecs.gbt32960 import layouts as _L
 from gateway.codecs.gbt32960 import reference as _ref
 from gateway.codecs.gbt32960.messages import (
     Alarm,
@@ -888,7 +889,11 @@ cdef class _Spec:
         self.cls = cls
         self.names = tuple(f[0] for f in fields)
         self.n = len(fields)
-        for i, (name, size, div, off) in enumerate(fields):
+        for i, field in enumerate(fields):
+            # (name, size, div, offset) or a layouts.Field; every field here has sentinels
+            name, size, div, off = field[0], field[1], field[2], field[3]
+            if len(field) > 4 and not field[4]:
+                raise ValueError(f"{name}: fields without sentinels are read separately")
             self.size[i] = size
             self.div[i] = div
             self.off[i] = off
@@ -944,70 +949,15 @@ cdef _Spec _VEHICLE_TAIL_16 = _Spec(
     VehicleData, (("insulation_kohm", 2, 0, 0), ("accel_pct", 1, 0, 0))
 )
 cdef _Spec _VEHICLE_TAIL_25 = _Spec(VehicleData, (("insulation_kohm", 2, 0, 0),))
-cdef _Spec _MOTOR_16 = _Spec(Motor, (
-    ("number", 1, 0, 0),
-    ("state", 1, 0, 0),
-    ("controller_temp_c", 1, 0, 40),
-    ("speed_rpm", 2, 0, 20000),
-    ("torque_nm", 2, 10, 20000),
-    ("temp_c", 1, 0, 40),
-    ("voltage_v", 2, 10, 0),
-    ("current_a", 2, 10, 10000),
-))
-cdef _Spec _MOTOR_25 = _Spec(Motor, (
-    ("number", 1, 0, 0),
-    ("state", 1, 0, 0),
-    ("controller_temp_c", 1, 0, 40),
-    ("speed_rpm", 2, 0, 32000),
-    ("torque_nm", 4, 10, 200000),
-    ("temp_c", 1, 0, 40),
-))
-cdef _Spec _FUEL_CELL_HEAD = _Spec(FuelCell, (
-    ("voltage_v", 2, 10, 0),
-    ("current_a", 2, 10, 0),
-    ("consumption_kg_100km", 2, 100, 0),
-))
-cdef _Spec _FUEL_CELL_TAIL = _Spec(FuelCell, (
-    ("h2_max_temp_c", 2, 10, 400),
-    ("h2_max_temp_probe", 1, 0, 0),
-    ("h2_max_conc_ppm", 2, 0, 0),
-    ("h2_max_conc_sensor", 1, 0, 0),
-    ("h2_max_pressure_mpa", 2, 10, 0),
-    ("h2_max_pressure_sensor", 1, 0, 0),
-    ("dcdc_state", 1, 0, 0),
-))
-cdef _Spec _FUEL_CELL_ENGINE = _Spec(FuelCellEngine, (
-    ("h2_max_temp_c", 2, 0, 40),
-    ("h2_max_temp_probe", 1, 0, 0),
-    ("h2_max_conc", 2, 10000, 0),
-    ("h2_max_conc_sensor", 1, 0, 0),
-    ("h2_max_pressure_mpa", 2, 10, 0),
-    ("h2_max_pressure_sensor", 1, 0, 0),
-    ("dcdc_state", 1, 0, 0),
-    ("h2_remaining_pct", 1, 0, 0),
-    ("dcdc_temp_c", 1, 0, 40),
-))
-cdef _Spec _ENGINE_16 = _Spec(Engine, (
-    ("state", 1, 0, 0),
-    ("crank_rpm", 2, 0, 0),
-    ("consumption_l_100km", 2, 100, 0),
-))
-cdef _Spec _ENGINE_25 = _Spec(Engine, (("crank_rpm", 2, 0, 0),))
+cdef _Spec _MOTOR_16 = _Spec(Motor, _L.MOTOR_2016)
+cdef _Spec _MOTOR_25 = _Spec(Motor, _L.MOTOR_2025)
+cdef _Spec _FUEL_CELL_HEAD = _Spec(FuelCell, _L.FUEL_CELL_HEAD)
+cdef _Spec _FUEL_CELL_TAIL = _Spec(FuelCell, _L.FUEL_CELL_TAIL)
+cdef _Spec _FUEL_CELL_ENGINE = _Spec(FuelCellEngine, _L.FUEL_CELL_ENGINE)
+cdef _Spec _ENGINE_16 = _Spec(Engine, _L.ENGINE_2016)
+cdef _Spec _ENGINE_25 = _Spec(Engine, _L.ENGINE_2025)
 cdef _Spec _COORD_SYSTEM = _Spec(Position, (("coord_system", 1, 0, 0),))
-cdef _Spec _EXTREMES = _Spec(Extremes, (
-    ("max_v_subsystem", 1, 0, 0),
-    ("max_v_cell", 1, 0, 0),
-    ("max_cell_v", 2, 1000, 0),
-    ("min_v_subsystem", 1, 0, 0),
-    ("min_v_cell", 1, 0, 0),
-    ("min_cell_v", 2, 1000, 0),
-    ("max_t_subsystem", 1, 0, 0),
-    ("max_t_probe", 1, 0, 0),
-    ("max_temp_c", 1, 0, 40),
-    ("min_t_subsystem", 1, 0, 0),
-    ("min_t_probe", 1, 0, 0),
-    ("min_temp_c", 1, 0, 40),
-))
+cdef _Spec _EXTREMES = _Spec(Extremes, _L.EXTREMES)
 cdef _Spec _ALARM_LEVEL = _Spec(Alarm, (("level", 1, 0, 0),))
 cdef _Spec _PACK_HEAD_16 = _Spec(
     PackVoltage, (("number", 1, 0, 0), ("voltage_v", 2, 10, 0), _current("current_a", True))
@@ -1017,33 +967,9 @@ cdef _Spec _PACK_HEAD_25 = _Spec(
 )
 cdef _Spec _PACK_TAIL_16 = _Spec(PackVoltage, (("total_cells", 2, 0, 0), ("first_cell", 2, 0, 0)))
 cdef _Spec _PACK_TEMPS = _Spec(PackTemps, (("number", 1, 0, 0),))
-cdef _Spec _STACK = _Spec(FuelCellStack, (
-    ("number", 1, 0, 0),
-    ("voltage_v", 2, 10, 0),
-    ("current_a", 2, 10, 0),
-    ("h2_inlet_kpa", 2, 10, 1000),
-    ("air_inlet_kpa", 2, 10, 1000),
-    ("air_inlet_temp_c", 1, 0, 40),
-))
-cdef _Spec _SUPER_CAP = _Spec(SuperCap, (
-    ("number", 1, 0, 0),
-    ("voltage_v", 2, 10, 0),
-    ("current_a", 2, 10, 30000),
-))
-cdef _Spec _SUPER_CAP_EXTREMES = _Spec(SuperCapExtremes, (
-    ("max_v_subsystem", 1, 0, 0),
-    ("max_v_index", 2, 0, 0),
-    ("max_v", 2, 1000, 0),
-    ("min_v_subsystem", 1, 0, 0),
-    ("min_v_index", 2, 0, 0),
-    ("min_v", 2, 1000, 0),
-    ("max_t_subsystem", 1, 0, 0),
-    ("max_t_index", 2, 0, 0),
-    ("max_temp_c", 1, 0, 40),
-    ("min_t_subsystem", 1, 0, 0),
-    ("min_t_index", 2, 0, 0),
-    ("min_temp_c", 1, 0, 40),
-))
+cdef _Spec _STACK = _Spec(FuelCellStack, _L.STACK)
+cdef _Spec _SUPER_CAP = _Spec(SuperCap, _L.SUPER_CAP)
+cdef _Spec _SUPER_CAP_EXTREMES = _Spec(SuperCapExtremes, _L.SUPER_CAP_EXTREMES)
 
 
 # --------------------------------------------------------------------------- block encoders

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from gateway.codecs.common import ABNORMAL, INVALID, BadFrame, DeviceTime, gmt8_to_utc
 from gateway.codecs.errors import ProtocolError, Reason
 from gateway.codecs.gbt32960 import constants as C
+from gateway.codecs.gbt32960 import layouts as L
+from gateway.codecs.gbt32960.layouts import Field
 from gateway.codecs.gbt32960.messages import (
     Activation,
     ActivationResponse,
@@ -194,16 +196,6 @@ def encode_time(t: DeviceTime, version: int = C.V2016) -> bytes:
 # --------------------------------------------------------------------------- scaled fields
 
 
-class Field(NamedTuple):
-    """One fixed-width numeric field: value = (raw - offset) / div (int when div == 0)."""
-
-    name: str
-    size: int
-    div: int = 0
-    offset: int = 0
-    sentinel: bool = True
-
-
 def _decode_fields(
     data: bytes,
     offset: int,
@@ -313,28 +305,9 @@ def encode_vehicle_data(block: VehicleData, version: int) -> bytes:
 
 # --------------------------------------------------------------------------- 0x02 motors
 
-_MOTOR_2016: Final = (
-    Field("number", 1),
-    Field("state", 1),
-    Field("controller_temp_c", 1, 0, 40),
-    Field("speed_rpm", 2, 0, 20000),
-    Field("torque_nm", 2, 10, 20000),
-    Field("temp_c", 1, 0, 40),
-    Field("voltage_v", 2, 10),
-    Field("current_a", 2, 10, 10000),
-)
-_MOTOR_2025: Final = (
-    Field("number", 1),
-    Field("state", 1),
-    Field("controller_temp_c", 1, 0, 40),
-    Field("speed_rpm", 2, 0, 32000),
-    Field("torque_nm", 4, 10, 200000),
-    Field("temp_c", 1, 0, 40),
-)
-
 
 def _motor_spec(version: int) -> tuple[Field, ...]:
-    return _MOTOR_2016 if version == C.V2016 else _MOTOR_2025
+    return L.MOTOR_2016 if version == C.V2016 else L.MOTOR_2025
 
 
 def decode_drive_motors(data: bytes, offset: int, version: int) -> tuple[DriveMotors, int]:
@@ -361,32 +334,6 @@ def encode_drive_motors(block: DriveMotors, version: int) -> bytes:
 
 # --------------------------------------------------------------------------- 0x03 fuel cell
 
-_FUEL_CELL_HEAD: Final = (
-    Field("voltage_v", 2, 10),
-    Field("current_a", 2, 10),
-    Field("consumption_kg_100km", 2, 100),
-)
-_FUEL_CELL_TAIL: Final = (
-    Field("h2_max_temp_c", 2, 10, 400),
-    Field("h2_max_temp_probe", 1),
-    Field("h2_max_conc_ppm", 2),
-    Field("h2_max_conc_sensor", 1),
-    Field("h2_max_pressure_mpa", 2, 10),
-    Field("h2_max_pressure_sensor", 1),
-    Field("dcdc_state", 1),
-)
-_FUEL_CELL_ENGINE: Final = (
-    Field("h2_max_temp_c", 2, 0, 40),
-    Field("h2_max_temp_probe", 1),
-    Field("h2_max_conc", 2, 10000),
-    Field("h2_max_conc_sensor", 1),
-    Field("h2_max_pressure_mpa", 2, 10),
-    Field("h2_max_pressure_sensor", 1),
-    Field("dcdc_state", 1),
-    Field("h2_remaining_pct", 1),
-    Field("dcdc_temp_c", 1, 0, 40),
-)
-
 
 def _counted(
     data: bytes, offset: int, count_size: int, item_size: int, what: str
@@ -406,9 +353,9 @@ def decode_fuel_cell(data: bytes, offset: int, version: int) -> tuple[FuelCell, 
     """2016 fuel cell (probe count WORD + probe BYTEs in the middle)."""
     values: dict[str, Any] = {}
     quality: dict[str, str] = {}
-    offset = _decode_fields(data, offset, _FUEL_CELL_HEAD, values, quality)
+    offset = _decode_fields(data, offset, L.FUEL_CELL_HEAD, values, quality)
     values["temps_raw"], offset = _counted(data, offset, 2, 1, "fuel-cell probes")
-    offset = _decode_fields(data, offset, _FUEL_CELL_TAIL, values, quality)
+    offset = _decode_fields(data, offset, L.FUEL_CELL_TAIL, values, quality)
     return FuelCell(**values, quality=quality), offset
 
 
@@ -416,9 +363,9 @@ def encode_fuel_cell(block: FuelCell, version: int) -> bytes:
     """2016 fuel cell without the type byte."""
     q = block.quality
     return (
-        _encode_fields(block, _FUEL_CELL_HEAD, q)
+        _encode_fields(block, L.FUEL_CELL_HEAD, q)
         + _put_counted(block.temps_raw, 2, 1, "fuel-cell probes")
-        + _encode_fields(block, _FUEL_CELL_TAIL, q)
+        + _encode_fields(block, L.FUEL_CELL_TAIL, q)
     )
 
 
@@ -426,27 +373,20 @@ def decode_fuel_cell_engine(data: bytes, offset: int, version: int) -> tuple[Fue
     """2025 fuel-cell engine and hydrogen system."""
     values: dict[str, Any] = {}
     quality: dict[str, str] = {}
-    offset = _decode_fields(data, offset, _FUEL_CELL_ENGINE, values, quality)
+    offset = _decode_fields(data, offset, L.FUEL_CELL_ENGINE, values, quality)
     return FuelCellEngine(**values, quality=quality), offset
 
 
 def encode_fuel_cell_engine(block: FuelCellEngine, version: int) -> bytes:
     """2025 fuel-cell engine without the type byte."""
-    return _encode_fields(block, _FUEL_CELL_ENGINE, block.quality)
+    return _encode_fields(block, L.FUEL_CELL_ENGINE, block.quality)
 
 
 # --------------------------------------------------------------------------- 0x04 engine
 
-_ENGINE_2016: Final = (
-    Field("state", 1),
-    Field("crank_rpm", 2),
-    Field("consumption_l_100km", 2, 100),
-)
-_ENGINE_2025: Final = (Field("crank_rpm", 2),)
-
 
 def _engine_spec(version: int) -> tuple[Field, ...]:
-    return _ENGINE_2016 if version == C.V2016 else _ENGINE_2025
+    return L.ENGINE_2016 if version == C.V2016 else L.ENGINE_2025
 
 
 def decode_engine(data: bytes, offset: int, version: int) -> tuple[Engine, int]:
@@ -500,33 +440,18 @@ def encode_position(block: Position, version: int) -> bytes:
 
 # --------------------------------------------------------------------------- 0x06 extremes (2016)
 
-_EXTREMES: Final = (
-    Field("max_v_subsystem", 1),
-    Field("max_v_cell", 1),
-    Field("max_cell_v", 2, 1000),
-    Field("min_v_subsystem", 1),
-    Field("min_v_cell", 1),
-    Field("min_cell_v", 2, 1000),
-    Field("max_t_subsystem", 1),
-    Field("max_t_probe", 1),
-    Field("max_temp_c", 1, 0, 40),
-    Field("min_t_subsystem", 1),
-    Field("min_t_probe", 1),
-    Field("min_temp_c", 1, 0, 40),
-)
-
 
 def decode_extremes(data: bytes, offset: int, version: int) -> tuple[Extremes, int]:
     """2016 extreme values (14 bytes)."""
     values: dict[str, Any] = {}
     quality: dict[str, str] = {}
-    offset = _decode_fields(data, offset, _EXTREMES, values, quality)
+    offset = _decode_fields(data, offset, L.EXTREMES, values, quality)
     return Extremes(**values, quality=quality), offset
 
 
 def encode_extremes(block: Extremes, version: int) -> bytes:
     """2016 extreme values without the type byte."""
-    return _encode_fields(block, _EXTREMES, block.quality)
+    return _encode_fields(block, L.EXTREMES, block.quality)
 
 
 # --------------------------------------------------------------------------- alarm
@@ -661,34 +586,6 @@ def encode_battery_temps(block: BatteryTemps, version: int) -> bytes:
 
 # --------------------------------------------------------------------------- 2025 0x30-0x32
 
-_STACK: Final = (
-    Field("number", 1),
-    Field("voltage_v", 2, 10),
-    Field("current_a", 2, 10),
-    Field("h2_inlet_kpa", 2, 10, 1000),
-    Field("air_inlet_kpa", 2, 10, 1000),
-    Field("air_inlet_temp_c", 1, 0, 40),
-)
-_SUPER_CAP: Final = (
-    Field("number", 1),
-    Field("voltage_v", 2, 10),
-    Field("current_a", 2, 10, 30000),
-)
-_SUPER_CAP_EXTREMES: Final = (
-    Field("max_v_subsystem", 1),
-    Field("max_v_index", 2),
-    Field("max_v", 2, 1000),
-    Field("min_v_subsystem", 1),
-    Field("min_v_index", 2),
-    Field("min_v", 2, 1000),
-    Field("max_t_subsystem", 1),
-    Field("max_t_index", 2),
-    Field("max_temp_c", 1, 0, 40),
-    Field("min_t_subsystem", 1),
-    Field("min_t_index", 2),
-    Field("min_temp_c", 1, 0, 40),
-)
-
 
 def decode_fuel_cell_stacks(data: bytes, offset: int, version: int) -> tuple[FuelCellStacks, int]:
     """2025 fuel-cell stacks: count, then per stack fixed fields + probe temperatures."""
@@ -697,7 +594,7 @@ def decode_fuel_cell_stacks(data: bytes, offset: int, version: int) -> tuple[Fue
     for _ in range(count):
         values: dict[str, Any] = {}
         quality: dict[str, str] = {}
-        offset = _decode_fields(data, offset, _STACK, values, quality)
+        offset = _decode_fields(data, offset, L.STACK, values, quality)
         values["temps_raw"], offset = _counted(data, offset, 2, 1, "stack probes")
         stacks.append(FuelCellStack(**values, quality=quality))
     return FuelCellStacks(stacks=stacks), offset
@@ -707,7 +604,7 @@ def encode_fuel_cell_stacks(block: FuelCellStacks, version: int) -> bytes:
     """2025 fuel-cell stacks without the type byte."""
     out = bytearray(_put(len(block.stacks), 1, "stack count"))
     for s in block.stacks:
-        out += _encode_fields(s, _STACK, s.quality) + _put_counted(s.temps_raw, 2, 1, "probes")
+        out += _encode_fields(s, L.STACK, s.quality) + _put_counted(s.temps_raw, 2, 1, "probes")
     return bytes(out)
 
 
@@ -715,7 +612,7 @@ def decode_super_cap(data: bytes, offset: int, version: int) -> tuple[SuperCap, 
     """2025 super-capacitor: number, voltage, current, cell WORDs, probe BYTEs."""
     values: dict[str, Any] = {}
     quality: dict[str, str] = {}
-    offset = _decode_fields(data, offset, _SUPER_CAP, values, quality)
+    offset = _decode_fields(data, offset, L.SUPER_CAP, values, quality)
     values["cells_raw"], offset = _counted(data, offset, 2, 2, "super-cap cells")
     values["temps_raw"], offset = _counted(data, offset, 2, 1, "super-cap probes")
     return SuperCap(**values, quality=quality), offset
@@ -724,7 +621,7 @@ def decode_super_cap(data: bytes, offset: int, version: int) -> tuple[SuperCap, 
 def encode_super_cap(block: SuperCap, version: int) -> bytes:
     """2025 super-capacitor without the type byte."""
     return (
-        _encode_fields(block, _SUPER_CAP, block.quality)
+        _encode_fields(block, L.SUPER_CAP, block.quality)
         + _put_counted(block.cells_raw, 2, 2, "cells")
         + _put_counted(block.temps_raw, 2, 1, "probes")
     )
@@ -736,13 +633,13 @@ def decode_super_cap_extremes(
     """2025 super-capacitor extremes (24 bytes)."""
     values: dict[str, Any] = {}
     quality: dict[str, str] = {}
-    offset = _decode_fields(data, offset, _SUPER_CAP_EXTREMES, values, quality)
+    offset = _decode_fields(data, offset, L.SUPER_CAP_EXTREMES, values, quality)
     return SuperCapExtremes(**values, quality=quality), offset
 
 
 def encode_super_cap_extremes(block: SuperCapExtremes, version: int) -> bytes:
     """2025 super-capacitor extremes without the type byte."""
-    return _encode_fields(block, _SUPER_CAP_EXTREMES, block.quality)
+    return _encode_fields(block, L.SUPER_CAP_EXTREMES, block.quality)
 
 
 # --------------------------------------------------------------------------- signature
