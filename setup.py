@@ -1,4 +1,4 @@
-"""Build the Cython accelerators of the codecs.
+"""Build the Cython accelerators: the codecs, the fused normalizer and the COPY encoder.
 
 Every extension is required: a failed compile fails the install. There is no silent fallback
 to pure Python at build time; the runtime selector (gateway.codecs._select) uses the pure-Python
@@ -12,6 +12,7 @@ EXTENSIONS = [
     Extension("gateway.codecs.gbt32960._accel", ["codecs/gbt32960/_accel.pyx"]),
     Extension("gateway.codecs.jt808._accel", ["codecs/jt808/_accel.pyx"]),
     Extension("gateway._fastnorm", ["gateway/_fastnorm.pyx"]),
+    Extension("gateway.store._copybin", ["gateway/store/_copybin.pyx"]),
 ]
 
 setup(

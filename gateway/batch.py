@@ -25,8 +25,12 @@ _decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
 
 def group(records: Iterable[msgspec.Struct]) -> Batch:
     """Records grouped by their type, each group in submission order."""
-    out: Batch = {}
-    for rec in records:
+    batch = records if isinstance(records, list) else list(records)
+    kinds = set(map(type, batch))
+    if len(kinds) == 1:  # the common case (one frame's records, a batch of one kind)
+        return {kinds.pop(): batch.copy()}
+    out: Batch = {}  # first-appearance order: every writer visits the tables in the same order
+    for rec in batch:
         out.setdefault(type(rec), []).append(rec)
     return out
 

@@ -43,6 +43,8 @@ class PipelineConfig(_Section, frozen=True):
     batch_age_ms: Positive = 200  # ... or when its oldest row is this old
     queue_rows: Positive = 100_000  # rows waiting per table; submit() waits beyond this
     dedup: bool = True  # staging table + ON CONFLICT DO NOTHING (False: plain COPY)
+    writers: Positive = 2  # batches written at once, each on its own pooled connection
+    retries_in_place: Annotated[int, msgspec.Meta(ge=0)] = 3  # deadlocks retried before spooling
     retry_interval_s: PositiveFloat = 2.0  # how often to probe a database that is away
     replay_rows_per_s: Positive = 50_000  # spool replay throttle
     shutdown_grace_s: PositiveFloat = 30.0  # how long a stop waits for in-flight rows

@@ -3,11 +3,18 @@
 * ``await pipeline.submit(records)`` waits while the queues are full (backpressure) and returns
   an ``asyncio.Future`` that resolves once the records are committed to the store, or fsynced in
   the spool while the database is away. Adapters acknowledge devices only then.
-* One writer task takes everything submitted so far as a batch when it reaches
-  ``batch_rows`` or its oldest submission is ``batch_age_ms`` old, writes each record type with
-  the store's COPY writer inside ONE transaction, commits, then resolves the batch's completions.
-  A submission finding the batch full yields to the writer first (an idle writer takes it), so
-  a producer that never has to wait cannot starve the writer.
+* ``writers`` writer tasks (each on its own pooled connection) take everything submitted so
+  far as a batch when it reaches ``batch_rows`` or its oldest submission is ``batch_age_ms``
+  old, write each record type with the store's COPY writer inside ONE transaction, commit, then
+  resolve the batch's completions. With two writers the database inserts one batch while the
+  gateway encodes the next (measured: the server's share of a wide realtime row is about twice
+  the client's). Batches may commit out of submission order; each resolves its own completions.
+  A submission finding the batch full yields to the writers first (an idle writer takes it), so
+  a producer that never has to wait cannot starve them.
+* Two writers can hold the same natural key (a frame and its duplicate in consecutive
+  batches): the second waits for the first's commit, then takes the de-duplicating path. A
+  deadlock or serialization failure between them (SQLSTATE class 40) is retried in place
+  ``retries_in_place`` times before the batch is treated as an outage and spooled.
 * When the database fails (connection lost, server shutting down, out of resources) the batch
   goes to the spool instead and the pipeline enters *spooling* mode: every later batch is
   appended too, so order is kept; a replay task probes the database every
@@ -47,6 +54,7 @@ log = logging.getLogger("silkgate.pipeline")
 #: error (connection, resources, operator intervention, deadlock, even a schema problem) blames
 #: the database: the batch is spooled and retried later, so nothing is lost while it is fixed.
 _RECORD_CLASSES = ("22", "23")
+_RETRY_IN_PLACE_CLASS = "40"  # transaction rollback: deadlock, serialization failure
 
 
 class Writer(Protocol):
@@ -97,6 +105,7 @@ class PipelineStats:
     rejected_rows: int = 0
     last_commit_s: float = 0.0
     outages: int = 0
+    retries: int = 0  # batches written again after a deadlock / serialization failure
 
 
 class Pipeline:
@@ -119,11 +128,12 @@ class Pipeline:
         self._space = asyncio.Condition()
         self._wake = asyncio.Event()
         self._closing = False
-        self._writing = False  # the writer is making a batch durable (not waiting for one)
+        self._busy_writers = 0  # writers making a batch durable (not waiting for one)
         self._spooling = spool.spool.records > 0  # a backlog from a previous run
         self._drained = asyncio.Event()
         self._spool_lock = asyncio.Lock()  # spool appends vs. the replay's "drained" decision
-        self._tasks: list[asyncio.Task[None]] = []
+        self._writers: list[asyncio.Task[None]] = []
+        self._replay: asyncio.Task[None] | None = None
         self.stats = PipelineStats()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -136,10 +146,11 @@ class Pipeline:
         await self.close()
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._write_loop(), name="pipeline-writer"),
-            asyncio.create_task(self._replay_loop(), name="pipeline-replay"),
+        self._writers = [
+            asyncio.create_task(self._write_loop(), name=f"pipeline-writer-{i}")
+            for i in range(self._cfg.writers)
         ]
+        self._replay = asyncio.create_task(self._replay_loop(), name="pipeline-replay")
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop taking records, flush what was submitted, then stop (graceful shutdown).
@@ -149,21 +160,23 @@ class Pipeline:
         cancelled too (their devices were never acknowledged and will send again)."""
         self._closing = True
         self._wake.set()
-        writer, replay = self._tasks
+        writers = asyncio.gather(*self._writers)
         try:
-            await asyncio.wait_for(asyncio.shield(writer), timeout)
+            await asyncio.wait_for(asyncio.shield(writers), timeout)
         except TimeoutError:
             log.error(
                 "shutdown: %d rows could not be made durable in %.0f s; giving up on them",
                 sum(self._in_flight.values()),
                 timeout or 0,
             )
-            writer.cancel()
+            for writer in self._writers:
+                writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await writer
-        replay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await replay
+                await writers
+        if self._replay is not None:
+            self._replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replay
 
     @property
     def spooling(self) -> bool:
@@ -225,9 +238,10 @@ class Pipeline:
     # -- writing -----------------------------------------------------------------------------
 
     def _writer_waits(self) -> bool:
-        """True when the writer task runs and is not busy with a batch (it takes the next one
+        """True when a writer task runs and is not busy with a batch (it takes the next one
         as soon as it gets the loop)."""
-        return bool(self._tasks) and not self._writing and not self._tasks[0].done()
+        running = sum(1 for w in self._writers if not w.done())
+        return self._busy_writers < running
 
     async def _next_batch(self) -> _Pending | None:
         age = self._cfg.batch_age_ms / 1000
@@ -252,7 +266,7 @@ class Pipeline:
 
     async def _write_loop(self) -> None:
         while (p := await self._next_batch()) is not None:
-            self._writing = True
+            self._busy_writers += 1
             try:
                 await self._make_durable(p.batch)
             except BaseException as exc:
@@ -268,7 +282,7 @@ class Pipeline:
                 if not fut.done():
                     fut.set_result(None)
             await self._release(p.batch)
-            self._writing = False
+            self._busy_writers -= 1
 
     async def _release(self, batch: Batch) -> None:
         async with self._space:
@@ -329,7 +343,7 @@ class Pipeline:
     async def _commit(self, batch: Batch) -> None:
         started = self._clock()
         try:
-            await self._writer.write_batch(batch)
+            await self._write_retrying(batch)
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -338,6 +352,21 @@ class Pipeline:
         self.stats.committed_rows += n
         self.stats.committed_batches += 1
         self.stats.last_commit_s = self._clock() - started
+
+    async def _write_retrying(self, batch: Batch) -> None:
+        """Write the batch; retry a deadlock or serialization failure (another writer's
+        transaction held a key of this batch) a few times before it counts as an outage."""
+        for attempt in range(self._cfg.retries_in_place + 1):
+            try:
+                await self._writer.write_batch(batch)
+                return
+            except Exception as exc:
+                sqlstate = getattr(exc, "sqlstate", None)
+                retry = isinstance(sqlstate, str) and sqlstate[:2] == _RETRY_IN_PLACE_CLASS
+                if not retry or attempt == self._cfg.retries_in_place:
+                    raise
+                log.info("batch retried after %s (attempt %d)", type(exc).__name__, attempt + 1)
+                self.stats.retries += 1
 
     async def _isolate_rejects(self, batch: Batch, error: BaseException) -> None:
         """Split a batch the database refused until the bad records stand alone."""

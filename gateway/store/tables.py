@@ -1,12 +1,12 @@
-"""Record type -> table mapping: table name, columns, natural key and a fast ``to_row``.
+"""Record type -> table mapping: table name, columns, natural key and where values come from.
 
 Table-driven: every record field becomes the column of the same name (the migrations use the
 field names), except the fields listed as jsonb, which are encoded with msgspec.json, and a few
-columns with their own expression (``received_at`` falls back to the write time; a session event
-without a device time takes its receive time). From that spec each table's ``to_row`` is compiled
-once into a single tuple expression, ``(r.vin, r.time, ..., _json(r.motors), ...)`` (with
-``_json`` inlined): about the cost of building the tuple by hand, several times faster than looping
-over getters per row.
+columns with their own :class:`Source` (``received_at`` falls back to the write time; a session
+event without a device time takes its receive time). The sources drive both the C binary COPY
+encoder (:mod:`gateway.store.binary`) and ``to_row``, which is compiled once per table into a
+single tuple expression, ``(r.vin, r.time, ..., _json(r.motors), ...)`` (with ``_json``
+inlined), for asyncpg's own COPY encoding and the naive-insert baseline.
 """
 
 from __future__ import annotations
@@ -25,16 +25,29 @@ Row = tuple[Any, ...]
 _encode = msgspec.json.Encoder().encode
 
 
-def _json(value: Any) -> str | None:
-    """jsonb text for asyncpg (its jsonb codec takes str); None stays SQL NULL."""
-    return None if value is None else _encode(value).decode()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_RECEIVED = "r.received_at or _now()"
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a column's value comes from: the first of ``attrs`` that is not None, else the
+    write time when ``now`` is set, else NULL; ``json`` values are encoded with msgspec.json."""
+
+    attrs: tuple[str, ...]
+    now: bool = False
+    json: bool = False
+
+    def expression(self) -> str:
+        """The Python expression of this source over a record ``r`` (for ``to_row``)."""
+        if self.json:  # _json(r.f) inlined: one call less per value
+            (f,) = self.attrs
+            return f"(None if (_{f} := r.{f}) is None else _encode(_{f}).decode())"
+        parts = [f"r.{a}" for a in self.attrs] + (["_now()"] if self.now else [])
+        return " or ".join(parts)
+
+
+_RECEIVED = Source(("received_at",), now=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,7 @@ class TableSpec:
     columns: tuple[str, ...]
     key: tuple[str, ...]  # the natural key: its unique index makes re-writes no-ops
     jsonb: frozenset[str]  # columns written as msgspec JSON
+    sources: tuple[Source, ...]  # per column, where its value comes from
     to_row: Callable[[Any], Row]  # record -> tuple in ``columns`` order
 
 
@@ -55,28 +69,24 @@ def _spec(
     key: tuple[str, ...],
     *,
     jsonb: tuple[str, ...] = (),
-    exprs: Mapping[str, str] | None = None,
+    sources: Mapping[str, Source] | None = None,
 ) -> TableSpec:
     fields = [f.name for f in msgspec.structs.fields(record_type)]
-    overrides = {"received_at": _RECEIVED, **(exprs or {})}
+    overrides = {"received_at": _RECEIVED, **(sources or {})}
     unknown = (set(jsonb) | set(overrides) | set(key)) - set(fields)
     if unknown:
         raise ValueError(f"{name}: {sorted(unknown)} are not fields of {record_type.__name__}")
-    parts = []
-    for f in fields:
-        if f in overrides:
-            parts.append(overrides[f])
-        elif f in jsonb:  # _json(r.f) inlined: one call less per value
-            parts.append(f"(None if (_{f} := r.{f}) is None else _encode(_{f}).decode())")
-        else:
-            parts.append(f"r.{f}")
+    srcs = tuple(overrides.get(f) or Source((f,), json=f in jsonb) for f in fields)
+    parts = [s.expression() for s in srcs]
     source = f"def to_row(r):\n    return ({', '.join(parts)},)\n"
     namespace: dict[str, Any] = {"_encode": _encode, "_now": _now}
     exec(compile(source, f"<silkgate.store.tables {name}.to_row>", "exec"), namespace)
-    return TableSpec(name, record_type, tuple(fields), key, frozenset(jsonb), namespace["to_row"])
+    return TableSpec(
+        name, record_type, tuple(fields), key, frozenset(jsonb), srcs, namespace["to_row"]
+    )
 
 
-_AS_GIVEN = {"received_at": "r.received_at"}
+_AS_GIVEN = {"received_at": Source(("received_at",))}
 
 SPECS: tuple[TableSpec, ...] = (
     _spec(
@@ -93,7 +103,7 @@ SPECS: tuple[TableSpec, ...] = (
         ("device_id", "protocol", "time", "event"),
         jsonb=("detail",),
         # JT/T 808 registration and authentication carry no device time: use the receive time.
-        exprs={"time": "r.time or r.received_at or _now()"},
+        sources={"time": Source(("time", "received_at"), now=True)},
     ),
     _spec("charger_status", rec.ChargerStatus, ("charger_id", "evse_id", "connector_id", "time")),
     _spec(
@@ -109,8 +119,8 @@ SPECS: tuple[TableSpec, ...] = (
     ),
     _spec("swap_events", rec.SwapEvent, ("station_id", "bay", "time"), jsonb=("extra",)),
     # The archive's received_at is the frame's identity (part of the key): no fallback.
-    _spec("raw_frames", rec.RawFrame, ("frame_id", "received_at"), exprs=_AS_GIVEN),
-    _spec("dead_letters", rec.DeadLetter, ("frame_id", "received_at"), exprs=_AS_GIVEN),
+    _spec("raw_frames", rec.RawFrame, ("frame_id", "received_at"), sources=_AS_GIVEN),
+    _spec("dead_letters", rec.DeadLetter, ("frame_id", "received_at"), sources=_AS_GIVEN),
 )
 
 TABLES: dict[type, TableSpec] = {s.record_type: s for s in SPECS}

@@ -1,4 +1,4 @@
-"""The COPY writer: records -> rows -> binary COPY, de-duplicated on the natural key.
+"""The COPY writer: records -> binary COPY rows, de-duplicated on the natural key.
 
 ``write(conn, RecordType, records)``:
 
@@ -23,9 +23,11 @@
   move cost a third of the dedup throughput, measured).
 * ``dedup=False``: COPY straight into the hypertable (a duplicate key fails the batch).
 
-Rows are made from the records while the COPY sends them (``_LazyRows``), so the client's
-encoding overlaps the server's inserting (measured +12-22% pipeline throughput); every direct
-COPY runs in a savepoint, so a failed one leaves nothing of the batch behind.
+Rows are binary COPY rows made in C straight from the records (:mod:`gateway.store.binary`),
+encoded while the COPY sends them, so the client's encoding overlaps the server's inserting;
+with ``SILKGATE_NO_EXTENSIONS=1`` asyncpg's ``copy_records_to_table`` encodes tuples from
+``TableSpec.to_row`` instead. Every direct COPY runs in a savepoint, so a failed one leaves
+nothing of the batch behind.
 
 The caller owns the transaction: the pipeline writes several tables in one ``async with
 conn.transaction()`` and commits once per batch (outside a transaction, a dedup write makes its
@@ -47,6 +49,8 @@ from weakref import WeakKeyDictionary
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from gateway.store._copybin import CopyEncoder
+from gateway.store.binary import BinaryRows, encoder_for
 from gateway.store.conntype import Conn
 from gateway.store.tables import SPECS, Row, TableSpec, spec_for
 
@@ -141,33 +145,29 @@ async def write(
 
 
 class _LazyRows:
-    """The rows of ``records``, made as the COPY consumes them: the client turns records into
-    rows while the server inserts the ones already sent. Keeps the rows made (for the staging
-    path, should the COPY hit a duplicate), and keeps a ``to_row`` error for after the COPY
-    (an exception raised inside the COPY's row iterator makes asyncpg cancel the statement out
-    of band); the iteration just stops early then."""
+    """asyncpg's path (no C encoder): the rows of ``records``, made as the COPY consumes them,
+    so the client makes rows while the server inserts the ones already sent. Keeps a ``to_row``
+    error for after the COPY (an exception raised inside the COPY's row iterator makes asyncpg
+    cancel the statement out of band); the iteration just stops early then."""
 
     def __init__(self, to_row: Callable[[Any], Row], records: list[Any]) -> None:
         self.to_row = to_row
         self.records = records
-        self.rows: list[Row] = []
         self.error: Exception | None = None
 
     def __iter__(self) -> Iterator[Row]:
-        to_row, append = self.to_row, self.rows.append
+        to_row = self.to_row
         for record in self.records:
             try:
                 row = to_row(record)
             except Exception as exc:
                 self.error = exc
                 return
-            append(row)
             yield row
 
 
 async def _write_dedup(conn: Conn, spec: TableSpec, staging: str, records: list[Any]) -> int:
     """Plain COPY in a savepoint; the staging path if that hits a duplicate key."""
-    rows: list[Row] = []
     skip = _stage_next.get(spec.name, 0)
     if skip:
         _stage_next[spec.name] = skip - 1
@@ -177,22 +177,46 @@ async def _write_dedup(conn: Conn, spec: TableSpec, staging: str, records: list[
             return _count(await _copy_direct(conn, spec, lazy))
         except asyncpg.UniqueViolationError:
             _stage_next[spec.name] = _STAGED_AFTER_CONFLICT
-        rows = lazy.rows
-    to_row = spec.to_row
-    rows += [to_row(r) for r in records[len(rows) :]]
-    return await _copy_and_move(conn, spec, staging, rows)
+    return await _copy_and_move(conn, spec, staging, records)
 
 
 async def _copy_direct(conn: Conn, spec: TableSpec, lazy: _LazyRows) -> str:
     """COPY straight into the table, in a savepoint (a transaction when there is none): a
-    duplicate key or a ``to_row`` error leaves nothing of the batch behind."""
+    duplicate key or an encoding error leaves nothing of the batch behind."""
+    encoder = await encoder_for(conn, spec)
     async with conn.transaction():
+        if encoder is not None:
+            return await _copy_binary(conn, spec.name, spec, encoder, lazy.records)
         status = await conn.copy_records_to_table(spec.name, records=lazy, columns=spec.columns)
         if lazy.error is not None:
             raise lazy.error
     return status
 
 
-async def _copy_and_move(conn: Conn, spec: TableSpec, staging: str, rows: list[Row]) -> int:
-    await conn.copy_records_to_table(staging, records=rows, columns=spec.columns)
+async def _copy_binary(
+    conn: Conn, table: str, spec: TableSpec, encoder: CopyEncoder, records: list[Any]
+) -> str:
+    """COPY ``records`` into ``table`` as binary rows made by the C encoder."""
+    source = BinaryRows(encoder, records)
+    try:
+        status = await conn.copy_to_table(
+            table, source=source, columns=spec.columns, format="binary"
+        )
+    except BaseException:
+        if source.error is not None:  # the stream ended early: that is the cause
+            raise source.error from None
+        raise
+    if source.error is not None:
+        raise source.error
+    return status
+
+
+async def _copy_and_move(conn: Conn, spec: TableSpec, staging: str, records: list[Any]) -> int:
+    encoder = await encoder_for(conn, spec)
+    if encoder is not None:
+        await _copy_binary(conn, staging, spec, encoder, records)
+    else:
+        to_row = spec.to_row
+        rows = [to_row(r) for r in records]
+        await conn.copy_records_to_table(staging, records=rows, columns=spec.columns)
     return _count(await conn.execute(_MOVE[spec.name]))

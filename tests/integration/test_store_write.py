@@ -1,5 +1,7 @@
 """The COPY writer against the real TimescaleDB: round trips, NULLs, packed cells, dedup, vectors.
 
+Every test runs twice: rows encoded by the C binary COPY encoder and by asyncpg.
+
 One migrated throw-away schema for the module (gateway.store.testing.migrated_schema).
 """
 
@@ -50,8 +52,20 @@ RECEIVED = datetime(2025, 10, 11, 11, 8, 19, 250000, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def dsn(services: Services) -> Iterator[str]:
+def dsn(services: Services, encoding: str) -> Iterator[str]:
     yield from migrated_schema(services.dsn)
+
+
+@pytest.fixture(scope="module", autouse=True, params=["c-encoder", "asyncpg"])
+def encoding(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs with both row encodings, each in its own schema: the C binary COPY
+    encoder, and asyncpg's own (``SILKGATE_NO_EXTENSIONS=1``, read by the writer at each write)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "asyncpg":
+            mp.setenv("SILKGATE_NO_EXTENSIONS", "1")
+        else:
+            mp.delenv("SILKGATE_NO_EXTENSIONS", raising=False)
+        yield str(request.param)
 
 
 @pytest_asyncio.fixture
