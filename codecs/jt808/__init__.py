@@ -1,5 +1,5 @@
 """JT/T 808 codec: messages, the selected implementation (Cython unless
-SILKGATE_NO_EXTENSIONS=1) and the subpackage reassembler."""
+SILKGATE_NO_EXTENSIONS=1), the subpackage reassembler and the terminal parameter table."""
 
 from __future__ import annotations
 
@@ -9,6 +9,18 @@ from gateway.codecs import _select
 from gateway.codecs.jt808.constants import alarm_names, status_names
 from gateway.codecs.jt808.messages import *  # noqa: F403
 from gateway.codecs.jt808.messages import __all__ as _messages_all
+from gateway.codecs.jt808.params import (
+    PARAM_IDS,
+    PARAMS,
+    ParamKind,
+    ParamSpec,
+    ParamValue,
+    decode_param_value,
+    encode_param_value,
+    param_items,
+    param_spec,
+    param_values,
+)
 from gateway.codecs.jt808.reassembly import MissingPackets, Reassembler, split_frame
 
 _IMPL_NAMES = ("FrameReader", "decode_frame", "encode_frame", "escape", "unescape", "checksum")
@@ -17,9 +29,19 @@ __all__ = [
     *_messages_all,
     *_IMPL_NAMES,
     "IMPLEMENTATION",
+    "PARAMS",
+    "PARAM_IDS",
     "MissingPackets",
+    "ParamKind",
+    "ParamSpec",
+    "ParamValue",
     "Reassembler",
     "alarm_names",
+    "decode_param_value",
+    "encode_param_value",
+    "param_items",
+    "param_spec",
+    "param_values",
     "split_frame",
     "status_names",
 ]

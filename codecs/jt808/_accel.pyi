@@ -23,12 +23,20 @@ from gateway.codecs.jt808.reference import decode_can_bus_data as decode_can_bus
 from gateway.codecs.jt808.reference import (
     decode_platform_resend_request as decode_platform_resend_request,
 )
+from gateway.codecs.jt808.reference import decode_query_all_params as decode_query_all_params
+from gateway.codecs.jt808.reference import decode_query_params as decode_query_params
+from gateway.codecs.jt808.reference import (
+    decode_query_params_response as decode_query_params_response,
+)
 from gateway.codecs.jt808.reference import decode_register as decode_register
 from gateway.codecs.jt808.reference import decode_register_response as decode_register_response
 from gateway.codecs.jt808.reference import decode_server_time as decode_server_time
+from gateway.codecs.jt808.reference import decode_set_params as decode_set_params
+from gateway.codecs.jt808.reference import decode_terminal_control as decode_terminal_control
 from gateway.codecs.jt808.reference import (
     decode_terminal_resend_request as decode_terminal_resend_request,
 )
+from gateway.codecs.jt808.reference import decode_text_message as decode_text_message
 from gateway.codecs.jt808.reference import (
     decode_transparent_downlink as decode_transparent_downlink,
 )
@@ -38,12 +46,20 @@ from gateway.codecs.jt808.reference import encode_can_bus_data as encode_can_bus
 from gateway.codecs.jt808.reference import (
     encode_platform_resend_request as encode_platform_resend_request,
 )
+from gateway.codecs.jt808.reference import encode_query_all_params as encode_query_all_params
+from gateway.codecs.jt808.reference import encode_query_params as encode_query_params
+from gateway.codecs.jt808.reference import (
+    encode_query_params_response as encode_query_params_response,
+)
 from gateway.codecs.jt808.reference import encode_register as encode_register
 from gateway.codecs.jt808.reference import encode_register_response as encode_register_response
 from gateway.codecs.jt808.reference import encode_server_time as encode_server_time
+from gateway.codecs.jt808.reference import encode_set_params as encode_set_params
+from gateway.codecs.jt808.reference import encode_terminal_control as encode_terminal_control
 from gateway.codecs.jt808.reference import (
     encode_terminal_resend_request as encode_terminal_resend_request,
 )
+from gateway.codecs.jt808.reference import encode_text_message as encode_text_message
 from gateway.codecs.jt808.reference import (
     encode_transparent_downlink as encode_transparent_downlink,
 )

@@ -3,7 +3,9 @@
 
 Native: framing (checksum, escape, unescape, FrameReader), the header, and the bodies 0x0001,
 0x8001, 0x0002, 0x0003, 0x0004, 0x0200 (with every additional item) and 0x0704, both ways.
-The other bodies, and the value helpers, are the reference's own functions.
+The other bodies (registration, CAN, transparent, resend requests and the platform commands
+0x8103 / 0x8104 / 0x8106 / 0x0104 / 0x8105 / 0x8300, none on the report path), and the value
+helpers, are the reference's own functions, so they behave identically by construction.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
@@ -60,19 +62,31 @@ from gateway.codecs.jt808.reference import (
     decode_authenticate,
     decode_can_bus_data,
     decode_platform_resend_request,
+    decode_query_all_params,
+    decode_query_params,
+    decode_query_params_response,
     decode_register,
     decode_register_response,
     decode_server_time,
+    decode_set_params,
+    decode_terminal_control,
     decode_terminal_resend_request,
+    decode_text_message,
     decode_transparent_downlink,
     decode_transparent_uplink,
     encode_authenticate,
     encode_can_bus_data,
     encode_platform_resend_request,
+    encode_query_all_params,
+    encode_query_params,
+    encode_query_params_response,
     encode_register,
     encode_register_response,
     encode_server_time,
+    encode_set_params,
+    encode_terminal_control,
     encode_terminal_resend_request,
+    encode_text_message,
     encode_transparent_downlink,
     encode_transparent_uplink,
     make_can_time,

@@ -48,6 +48,12 @@ BATCH_LOCATION: Final = 0x0704
 CAN_BUS_DATA: Final = 0x0705
 TRANSPARENT_UPLINK: Final = 0x0900
 TRANSPARENT_DOWNLINK: Final = 0x8900
+SET_PARAMS: Final = 0x8103
+QUERY_ALL_PARAMS: Final = 0x8104
+QUERY_PARAMS: Final = 0x8106
+QUERY_PARAMS_RESPONSE: Final = 0x0104
+TERMINAL_CONTROL: Final = 0x8105
+TEXT_MESSAGE: Final = 0x8300
 
 # --------------------------------------------------------------------------- result codes
 
@@ -67,6 +73,33 @@ BATCH_NORMAL: Final = 0
 BATCH_BLIND_AREA: Final = 1
 
 PLATE_COLOR_NONE: Final = 0  # no plate: the plate field carries the VIN
+
+# ------------------------------------------------------------- 0x8105 / 0x8300 commands
+
+#: 0x8105 command words; 1 and 2 take ';'-separated parameters, the others none.
+CONTROL_UPGRADE: Final = 1
+CONTROL_CONNECT_SERVER: Final = 2
+CONTROL_POWER_OFF: Final = 3
+CONTROL_RESET: Final = 4
+CONTROL_FACTORY_RESET: Final = 5
+CONTROL_CLOSE_DATA: Final = 6
+CONTROL_CLOSE_WIRELESS: Final = 7
+CONTROL_PARAM_SEPARATOR: Final = ";"
+
+#: 0x8300 flag bits. 2013: bit 0 emergency, bit 4 advertising screen. 2019: bits 0-1 are a
+#: priority (1 service, 2 urgent, 3 notice) and bit 4 is reserved.
+TEXT_FLAG_EMERGENCY: Final = 1 << 0
+TEXT_FLAG_DISPLAY: Final = 1 << 2
+TEXT_FLAG_TTS: Final = 1 << 3
+TEXT_FLAG_AD_SCREEN: Final = 1 << 4
+TEXT_FLAG_CAN_FAULT: Final = 1 << 5  # 0 navigation information, 1 CAN fault code
+TEXT_PRIORITY_MASK: Final = 0x03
+TEXT_PRIORITY_SERVICE: Final = 1
+TEXT_PRIORITY_URGENT: Final = 2
+TEXT_PRIORITY_NOTICE: Final = 3
+#: 0x8300 (2019) text type BYTE; 2019 bodies encoded without one get TEXT_TYPE_NOTICE.
+TEXT_TYPE_NOTICE: Final = 1
+TEXT_TYPE_SERVICE: Final = 2
 
 # ------------------------------------------------------------------ 0x0200 fixed layouts
 

@@ -40,6 +40,9 @@ __all__ = [
     "OverspeedAlarm",
     "PlatformGeneralResponse",
     "PlatformResendRequest",
+    "QueryAllParams",
+    "QueryParams",
+    "QueryParamsResponse",
     "QueryServerTime",
     "RawBody",
     "RawItem",
@@ -48,10 +51,14 @@ __all__ = [
     "RouteTimeAlarm",
     "SatelliteCount",
     "ServerTime",
+    "SetParams",
     "SignalStrength",
     "TachographSpeed",
+    "TerminalControl",
     "TerminalGeneralResponse",
+    "TerminalParam",
     "TerminalResendRequest",
+    "TextMessage",
     "TransparentDownlink",
     "TransparentUplink",
     "TyrePressure",
@@ -354,6 +361,57 @@ class TerminalResendRequest(_Msg, frozen=True):
     packet_ids: tuple[int, ...]
 
 
+class TerminalParam(_Msg, frozen=True):
+    """One terminal parameter of 0x8103 / 0x0104: id DWORD and the value bytes as sent.
+
+    ``gateway.codecs.jt808.params`` turns values into Python values and back by the id's type
+    (``param_items`` / ``param_values``).
+    """
+
+    param_id: int
+    data: bytes
+
+
+class SetParams(_Msg, frozen=True):
+    """0x8103: set terminal parameters (at most 255)."""
+
+    params: tuple[TerminalParam, ...]
+
+
+class QueryAllParams(_Msg, frozen=True):
+    """0x8104: query every terminal parameter (empty body); answered by 0x0104."""
+
+
+class QueryParams(_Msg, frozen=True):
+    """0x8106: query the parameters ``param_ids`` (at most 255); answered by 0x0104."""
+
+    param_ids: tuple[int, ...]
+
+
+class QueryParamsResponse(_Msg, frozen=True):
+    """0x0104: the terminal's parameters, answering the 0x8104 / 0x8106 of ``reply_serial``."""
+
+    reply_serial: int
+    params: tuple[TerminalParam, ...]
+
+
+class TerminalControl(_Msg, frozen=True):
+    """0x8105: terminal control ``command`` (``constants.CONTROL_*``) and its parameters,
+    ';'-separated GBK text on the wire; ``()`` when absent."""
+
+    command: int
+    params: tuple[str, ...] = ()
+
+
+class TextMessage(_Msg, frozen=True):
+    """0x8300: text message. ``flags`` are ``constants.TEXT_FLAG_*`` / ``TEXT_PRIORITY_*``;
+    ``text_type`` (1 notice, 2 service) exists in 2019 only (None in 2013)."""
+
+    flags: int
+    text: str
+    text_type: int | None = None
+
+
 Body: TypeAlias = (
     RawBody
     | TerminalGeneralResponse
@@ -372,6 +430,12 @@ Body: TypeAlias = (
     | TransparentDownlink
     | PlatformResendRequest
     | TerminalResendRequest
+    | SetParams
+    | QueryAllParams
+    | QueryParams
+    | QueryParamsResponse
+    | TerminalControl
+    | TextMessage
 )
 
 #: Message id -> body Struct type for every decoded message id.
@@ -392,6 +456,12 @@ BODY_TYPES: Final[dict[int, type[_Msg]]] = {
     0x8900: TransparentDownlink,
     0x8003: PlatformResendRequest,
     0x0005: TerminalResendRequest,
+    0x8103: SetParams,
+    0x8104: QueryAllParams,
+    0x8106: QueryParams,
+    0x0104: QueryParamsResponse,
+    0x8105: TerminalControl,
+    0x8300: TextMessage,
 }
 
 

@@ -12,7 +12,9 @@ Public names (the Cython accelerator exposes the same ones):
   ``register_response`` (0x8100), ``authenticate`` (0x0102), ``location`` (0x0200),
   ``batch_location`` (0x0704), ``can_bus_data`` (0x0705), ``transparent_uplink`` (0x0900),
   ``transparent_downlink`` (0x8900), ``platform_resend_request`` (0x8003),
-  ``terminal_resend_request`` (0x0005); ``decode_additional_items`` /
+  ``terminal_resend_request`` (0x0005), ``set_params`` (0x8103), ``query_all_params``
+  (0x8104), ``query_params`` (0x8106), ``query_params_response`` (0x0104),
+  ``terminal_control`` (0x8105), ``text_message`` (0x8300); ``decode_additional_items`` /
   ``encode_additional_items``; ``BODY_CODECS`` maps message id -> (decoder, encoder);
 * values: ``make_device_time``, ``make_server_time``, ``make_can_time``.
 
@@ -58,6 +60,9 @@ from gateway.codecs.jt808.messages import (
     OverspeedAlarm,
     PlatformGeneralResponse,
     PlatformResendRequest,
+    QueryAllParams,
+    QueryParams,
+    QueryParamsResponse,
     QueryServerTime,
     RawBody,
     RawItem,
@@ -66,10 +71,14 @@ from gateway.codecs.jt808.messages import (
     RouteTimeAlarm,
     SatelliteCount,
     ServerTime,
+    SetParams,
     SignalStrength,
     TachographSpeed,
+    TerminalControl,
     TerminalGeneralResponse,
+    TerminalParam,
     TerminalResendRequest,
+    TextMessage,
     TransparentDownlink,
     TransparentUplink,
     TyrePressure,
@@ -685,6 +694,116 @@ def encode_terminal_resend_request(msg: TerminalResendRequest, version: int) -> 
     return _pack_resend(msg.original_serial, msg.packet_ids, version)
 
 
+# ===================================================================== platform commands
+
+
+def _decode_params(r: _Reader, count: int) -> tuple[TerminalParam, ...]:
+    """``count`` items of (id DWORD, length BYTE, value)."""
+    params: list[TerminalParam] = []
+    for i in range(count):
+        param_id = r.u32(f"id of parameter {i}")
+        what = f"parameter 0x{param_id:04X}"
+        size = r.u8(f"length of {what}")
+        params.append(TerminalParam(param_id=param_id, data=r.take(size, what)))
+    return tuple(params)
+
+
+def _pack_count(n: int, what: str) -> bytes:
+    if n > 0xFF:
+        raise ProtocolError(Reason.BAD_LENGTH, f"{n} {what} (a BYTE count holds 255)")
+    return _u(n, 1)
+
+
+def _pack_params(params: tuple[TerminalParam, ...]) -> bytes:
+    out = bytearray(_pack_count(len(params), "parameters"))
+    for p in params:
+        if len(p.data) > 0xFF:
+            raise ProtocolError(
+                Reason.BAD_LENGTH, f"parameter 0x{p.param_id:04X} of {len(p.data)} bytes"
+            )
+        out += _u(p.param_id, 4)
+        out += _u(len(p.data), 1)
+        out += p.data
+    return bytes(out)
+
+
+def decode_set_params(body: bytes, version: int) -> SetParams:
+    r = _Reader(body)
+    params = _decode_params(r, r.u8("parameter count"))
+    r.finish("set params")
+    return SetParams(params=params)
+
+
+def encode_set_params(msg: SetParams, version: int) -> bytes:
+    return _pack_params(msg.params)
+
+
+def decode_query_all_params(body: bytes, version: int) -> QueryAllParams:
+    _empty(body, "query all params")
+    return QueryAllParams()
+
+
+def encode_query_all_params(msg: QueryAllParams, version: int) -> bytes:
+    return b""
+
+
+def decode_query_params(body: bytes, version: int) -> QueryParams:
+    r = _Reader(body)
+    count = r.u8("parameter count")
+    ids = tuple(r.u32(f"parameter id {i}") for i in range(count))
+    r.finish("query params")
+    return QueryParams(param_ids=ids)
+
+
+def encode_query_params(msg: QueryParams, version: int) -> bytes:
+    count = _pack_count(len(msg.param_ids), "parameter ids")
+    return count + b"".join(_u(i, 4) for i in msg.param_ids)
+
+
+def decode_query_params_response(body: bytes, version: int) -> QueryParamsResponse:
+    r = _Reader(body)
+    serial = r.u16("reply serial")
+    params = _decode_params(r, r.u8("parameter count"))
+    r.finish("query params response")
+    return QueryParamsResponse(reply_serial=serial, params=params)
+
+
+def encode_query_params_response(msg: QueryParamsResponse, version: int) -> bytes:
+    return _u(msg.reply_serial, 2) + _pack_params(msg.params)
+
+
+def decode_terminal_control(body: bytes, version: int) -> TerminalControl:
+    r = _Reader(body)
+    command = r.u8("command word")
+    start = r.offset
+    text = _text(r.rest(), "control parameters", start)
+    params = tuple(text.split(c.CONTROL_PARAM_SEPARATOR)) if text else ()
+    return TerminalControl(command=command, params=params)
+
+
+def encode_terminal_control(msg: TerminalControl, version: int) -> bytes:
+    # A ';' inside a parameter would split it on decode; ("",) writes what () writes.
+    for p in msg.params:
+        if c.CONTROL_PARAM_SEPARATOR in p:
+            raise ProtocolError(Reason.BAD_VALUE, f"control parameter {p!r} contains ';'")
+    return _u(msg.command, 1) + _pack_text(c.CONTROL_PARAM_SEPARATOR.join(msg.params))
+
+
+def decode_text_message(body: bytes, version: int) -> TextMessage:
+    r = _Reader(body)
+    flags = r.u8("text flags")
+    text_type = r.u8("text type") if version >= 2019 else None
+    start = r.offset
+    return TextMessage(flags=flags, text=_text(r.rest(), "text", start), text_type=text_type)
+
+
+def encode_text_message(msg: TextMessage, version: int) -> bytes:
+    out = _u(msg.flags, 1)
+    if version >= 2019:  # 2019 has a text type BYTE (notice when unset); 2013 has none
+        out += _u(c.TEXT_TYPE_NOTICE if msg.text_type is None else msg.text_type, 1)
+    return out + _pack_text(msg.text)
+
+
 # ========================================================================= body dispatch
 
 BodyDecoder = Callable[[bytes, int], Body]
@@ -714,6 +833,12 @@ BODY_CODECS: Final[dict[int, tuple[BodyDecoder, BodyEncoder]]] = {
     c.TRANSPARENT_DOWNLINK: (decode_transparent_downlink, encode_transparent_downlink),
     c.PLATFORM_RESEND_REQUEST: (decode_platform_resend_request, encode_platform_resend_request),
     c.TERMINAL_RESEND_REQUEST: (decode_terminal_resend_request, encode_terminal_resend_request),
+    c.SET_PARAMS: (decode_set_params, encode_set_params),
+    c.QUERY_ALL_PARAMS: (decode_query_all_params, encode_query_all_params),
+    c.QUERY_PARAMS: (decode_query_params, encode_query_params),
+    c.QUERY_PARAMS_RESPONSE: (decode_query_params_response, encode_query_params_response),
+    c.TERMINAL_CONTROL: (decode_terminal_control, encode_terminal_control),
+    c.TEXT_MESSAGE: (decode_text_message, encode_text_message),
 }
 
 

@@ -38,14 +38,20 @@ from gateway.codecs.jt808.messages import (
     Odometer,
     OverspeedAlarm,
     PlatformGeneralResponse,
+    QueryParams,
+    QueryParamsResponse,
     QueryServerTime,
     RawBody,
     RawItem,
     RouteTimeAlarm,
     SatelliteCount,
+    SetParams,
     SignalStrength,
     TachographSpeed,
+    TerminalControl,
     TerminalGeneralResponse,
+    TerminalParam,
+    TextMessage,
     TransparentUplink,
     TyrePressure,
 )
@@ -155,6 +161,23 @@ bodies: st.SearchStrategy[tuple[int, Body]] = st.one_of(
     st.builds(TransparentUplink, kind=u8, content=st.binary(max_size=50)).map(
         lambda b: (0x0900, b)
     ),
+    # platform commands and the 0x0104 answer
+    st.lists(st.builds(TerminalParam, param_id=u32, data=st.binary(max_size=8)), max_size=4)
+    .map(tuple)
+    .flatmap(
+        lambda p: st.sampled_from(
+            [(0x8103, SetParams(params=p)), (0x0104, QueryParamsResponse(reply_serial=7, params=p))]
+        )
+    ),
+    st.builds(QueryParams, param_ids=st.lists(u32, max_size=8).map(tuple)).map(
+        lambda b: (0x8106, b)
+    ),
+    st.builds(TerminalControl, command=u8, params=st.lists(st.text(max_size=6)).map(tuple)).map(
+        lambda b: (0x8105, b)
+    ),
+    st.builds(TextMessage, flags=u8, text=st.text(max_size=20), text_type=st.none() | u8).map(
+        lambda b: (0x8300, b)
+    ),
     st.tuples(
         st.sampled_from([0x0200, 0x0704, 0x0F01]), st.builds(RawBody, data=st.binary(max_size=64))
     ),
@@ -248,6 +271,9 @@ def test_garbage_agrees(blob: bytes) -> None:
         same(name, blob, 2019)
     for msg_id in (0x0200, 0x0704, 0x0001, 0x8001, 0x0002, 0x0003, 0x0004, 0x0900, 0x0F01):
         same("decode_body", msg_id, blob, 2013)
+    for msg_id in (0x8103, 0x8104, 0x8106, 0x0104, 0x8105, 0x8300):
+        for version in (2013, 2019):
+            same("decode_body", msg_id, blob, version)
 
 
 @settings(FAST, max_examples=200)

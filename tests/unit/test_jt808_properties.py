@@ -40,6 +40,9 @@ from gateway.codecs.jt808.messages import (
     OverspeedAlarm,
     PlatformGeneralResponse,
     PlatformResendRequest,
+    QueryAllParams,
+    QueryParams,
+    QueryParamsResponse,
     QueryServerTime,
     RawBody,
     RawItem,
@@ -48,10 +51,14 @@ from gateway.codecs.jt808.messages import (
     RouteTimeAlarm,
     SatelliteCount,
     ServerTime,
+    SetParams,
     SignalStrength,
     TachographSpeed,
+    TerminalControl,
     TerminalGeneralResponse,
+    TerminalParam,
     TerminalResendRequest,
+    TextMessage,
     TransparentDownlink,
     TransparentUplink,
     TyrePressure,
@@ -189,6 +196,11 @@ can_items = st.builds(
     data=st.binary(min_size=8, max_size=8),
 )
 packet_ids = st.lists(u16, max_size=40).map(tuple)
+terminal_params = st.lists(
+    st.builds(TerminalParam, param_id=u32, data=st.binary(max_size=20)), max_size=10
+).map(tuple)
+# ALPHABET has no ';' (the separator); ("",) encodes as no parameters, i.e. ()
+control_params = st.lists(gbk_text(12), max_size=8).map(tuple).filter(lambda t: t != ("",))
 
 
 def bodies(version: int) -> st.SearchStrategy[tuple[int, Body]]:
@@ -224,6 +236,20 @@ def bodies(version: int) -> st.SearchStrategy[tuple[int, Body]]:
         (0x8900, st.builds(TransparentDownlink, kind=u8, content=st.binary(max_size=200))),
         (0x8003, st.builds(PlatformResendRequest, original_serial=u16, packet_ids=packet_ids)),
         (0x0005, st.builds(TerminalResendRequest, original_serial=u16, packet_ids=packet_ids)),
+        (0x8103, st.builds(SetParams, params=terminal_params)),
+        (0x8104, st.just(QueryAllParams())),
+        (0x8106, st.builds(QueryParams, param_ids=st.lists(u32, max_size=40).map(tuple))),
+        (0x0104, st.builds(QueryParamsResponse, reply_serial=u16, params=terminal_params)),
+        (0x8105, st.builds(TerminalControl, command=u8, params=control_params)),
+        (
+            0x8300,
+            st.builds(
+                TextMessage,
+                flags=u8,
+                text=gbk_text(200),
+                text_type=u8 if version == 2019 else st.none(),
+            ),
+        ),
         (
             0x0F01,
             st.builds(RawBody, data=st.binary(max_size=100)),
