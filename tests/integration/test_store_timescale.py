@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from gateway.records import ChargingSession, MeterValue, Position, VehicleRealtime
 from gateway.store import connect, write
-from gateway.store.migrate import load
+from gateway.store.migrate import Migration, load
 from gateway.store.testing import migrated_schema
 from gateway.store.timescale import (
     APACHE,
@@ -57,6 +57,11 @@ async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
+def _rollups(variant: str) -> Migration:
+    """Migration 0003, the rollups, in the license's variant."""
+    return next(m for m in load(variant) if m.version == 3)
+
+
 async def _row(conn: asyncpg.Connection, query: str, *args: object) -> asyncpg.Record:
     row = await conn.fetchrow(query, *args)
     assert row is not None, query
@@ -74,8 +79,8 @@ def test_features_by_license() -> None:
         True,
         "continuous",
     )
-    assert load(apache.variant)[-1].name == "rollups.apache"
-    assert load(community.variant)[-1].name == "rollups.timescale"
+    assert _rollups(apache.variant).name == "rollups.apache"
+    assert _rollups(community.variant).name == "rollups.timescale"
     with pytest.raises(LicenseError, match="'community'"):
         features("community")
 
@@ -219,7 +224,7 @@ async def test_refresh_rollups(conn: asyncpg.Connection) -> None:
 
 
 def _community_sql() -> str:
-    return load(COMMUNITY)[-1].sql + "".join(
+    return _rollups(COMMUNITY).sql + "".join(
         retention_sql(t, timedelta(days=365)) for t in HYPERTABLES
     )
 
@@ -249,7 +254,7 @@ async def test_community_sql_parses(conn: asyncpg.Connection) -> None:
 
 @pytest.mark.asyncio
 async def test_community_rollup_queries_resolve(conn: asyncpg.Connection) -> None:
-    queries = re.findall(r"\sAS\s+(SELECT\s.*?)\s+WITH NO DATA", load(COMMUNITY)[-1].sql, re.S)
+    queries = re.findall(r"\sAS\s+(SELECT\s.*?)\s+WITH NO DATA", _rollups(COMMUNITY).sql, re.S)
     assert len(queries) == len(ROLLUPS)
     for i, query in enumerate(queries):
         # PREPARE runs parse analysis (names, types, functions) without executing anything.
