@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -50,7 +52,8 @@ class Truck:
     pack_temp_c: float = 25.0
     login_serial: int = 0
     jt_serial: int = 0
-    cell_mv: list[int] = field(default_factory=list)
+    # packed WORDs: 384 bytes instead of 192 int objects (fleets of 10,000 trucks stay small)
+    cell_mv: array[int] = field(default_factory=lambda: array("H"))
 
     @property
     def is_gbt(self) -> bool:
@@ -66,7 +69,8 @@ class Truck:
         self.soc = max(self.soc - km * 0.08, 5.0)
         self.pack_temp_c = min(max(self.pack_temp_c + rng.uniform(-0.3, 0.4), 15.0), 55.0)
         base = 3300 + int(self.soc * 8)
-        self.cell_mv = [base + rng.randint(-6, 6) for _ in range(CELLS)]
+        # +-6 mV of noise per cell; randbytes is ~50x cheaper than a randint per cell
+        self.cell_mv = array("H", [base + b % 13 - 6 for b in rng.randbytes(CELLS)])
 
     def next_jt_serial(self) -> int:
         self.jt_serial = (self.jt_serial + 1) & 0xFFFF
@@ -74,7 +78,11 @@ class Truck:
 
 
 class Fleet:
-    """``n`` trucks around a city; versions alternate 2016, 2025, 2013, 2019 unless ``gbt_only``."""
+    """``n`` trucks around a city; versions alternate 2016, 2025, 2013, 2019 unless ``gbt_only``.
+
+    ``versions`` picks the versions to alternate instead; ``first_index`` numbers the trucks
+    from there, so two fleets with one seed (say GB/T and JT/T 808 ones) get distinct VINs.
+    """
 
     def __init__(
         self,
@@ -84,10 +92,15 @@ class Fleet:
         start: datetime | None = None,
         gbt_only: bool = False,
         center: tuple[float, float] = (1.35, 103.82),
+        versions: Sequence[int] | None = None,
+        first_index: int = 0,
     ) -> None:
         self.rng = random.Random(seed)
         self.now = (start or datetime(2026, 1, 1, tzinfo=UTC)).replace(microsecond=0)
-        versions = (2016, 2025) if gbt_only else (2016, 2025, 2013, 2019)
+        if versions is None:
+            versions = (2016, 2025) if gbt_only else (2016, 2025, 2013, 2019)
+        elif not versions or set(versions) - {2016, 2025, 2013, 2019}:
+            raise ValueError(f"versions must be among 2016, 2025, 2013, 2019: {versions!r}")
         self.trucks = [
             Truck(
                 vin=f"LSG{seed % 1000:03d}{i:011d}",
@@ -97,7 +110,7 @@ class Fleet:
                 lon=center[1] + self.rng.uniform(-0.2, 0.2),
                 heading=self.rng.uniform(0, 360),
             )
-            for i in range(n)
+            for i in range(first_index, first_index + n)
         ]
         for t in self.trucks:
             t.step(0, self.rng)
@@ -110,14 +123,14 @@ class Fleet:
     # -- frames ------------------------------------------------------------------------------
 
     def logins(self) -> list[bytes]:
-        out: list[bytes] = []
-        for t in self.trucks:
-            if t.is_gbt:
-                t.login_serial = t.login_serial % 65531 + 1
-                out.append(gbt.encode_frame(self._gbt_login(t)))
-            else:
-                out.append(jt.encode_frame(self._jt_register(t)))
-        return out
+        return [self.login(t) for t in self.trucks]
+
+    def login(self, t: Truck) -> bytes:
+        """A GB/T 32960 vehicle login (the next login serial) or a JT/T 808 registration."""
+        if t.is_gbt:
+            t.login_serial = t.login_serial % 65531 + 1
+            return gbt.encode_frame(self._gbt_login(t))
+        return jt.encode_frame(self._jt_register(t))
 
     def reports(self, *, reissue: bool = False) -> list[bytes]:
         """One realtime (GB/T 0x02, or 0x03 when ``reissue``) or 0x0200 frame per truck."""
@@ -129,14 +142,18 @@ class Fleet:
         return jt.encode_frame(self.jt_location(t))
 
     def logouts(self) -> list[bytes]:
-        out: list[bytes] = []
-        for t in self.trucks:
-            if t.is_gbt:
-                body = gbt.VehicleLogout(time=gbt_time(self.now), serial=t.login_serial)
-                out.append(gbt.encode_frame(self._gbt_frame(t, 0x04, body)))
-            else:
-                out.append(jt.encode_frame(self._jt_frame(t, 0x0003, jt.Logout())))
-        return out
+        return [self.logout(t) for t in self.trucks]
+
+    def logout(self, t: Truck) -> bytes:
+        """A GB/T 32960 vehicle logout (the current login serial) or a JT/T 808 0x0003."""
+        if t.is_gbt:
+            body = gbt.VehicleLogout(time=gbt_time(self.now), serial=t.login_serial)
+            return gbt.encode_frame(self.gbt_frame(t, 0x04, body))
+        return jt.encode_frame(self.jt_frame(t, 0x0003, jt.Logout()))
+
+    def step(self, t: Truck, seconds: float) -> None:
+        """Move one truck on by ``seconds`` of driving (the fleet clock stays where it is)."""
+        t.step(seconds, self.rng)
 
     def stream(self, rounds: int, interval_s: int = 10) -> Iterator[bytes]:
         """Logins, then ``rounds`` reports per truck ``interval_s`` apart, then logouts."""
@@ -148,9 +165,15 @@ class Fleet:
 
     # -- GB/T 32960 --------------------------------------------------------------------------
 
-    def _gbt_frame(self, t: Truck, command: int, body: gbt.Body) -> gbt.Frame:
+    def gbt_frame(self, t: Truck, command: int, body: gbt.Body, response: int = CMD) -> gbt.Frame:
+        """A GB/T 32960 frame of this truck (a command unless ``response`` says otherwise)."""
         return gbt.Frame(
-            version=t.version, command=command, response=CMD, vin=t.vin, encryption=1, body=body
+            version=t.version,
+            command=command,
+            response=response,
+            vin=t.vin,
+            encryption=1,
+            body=body,
         )
 
     def _gbt_login(self, t: Truck) -> gbt.Frame:
@@ -169,7 +192,7 @@ class Fleet:
                 packs_per_bms=[1],
                 pack_codes=[f"PACK{t.vin[-8:]}".ljust(24, "0")],
             )
-        return self._gbt_frame(t, 0x01, body)
+        return self.gbt_frame(t, 0x01, body)
 
     def gbt_realtime(self, t: Truck, *, reissue: bool = False) -> gbt.Frame:
         v16 = t.version == 2016
@@ -199,8 +222,12 @@ class Fleet:
             voltage_v=round(sum(t.cell_mv) / 1000, 1) if v16 else None,
             current_a=round(current, 1) if v16 else None,
         )
-        cells = b"".join(mv.to_bytes(2, "big") for mv in t.cell_mv)
-        temps = bytes(int(t.pack_temp_c) + 40 + self.rng.randint(-1, 1) for _ in range(PROBES))
+        packed = array("H", t.cell_mv)
+        if sys.byteorder == "little":
+            packed.byteswap()
+        cells = packed.tobytes()  # big-endian WORDs
+        base_t = int(t.pack_temp_c) + 40
+        temps = bytes(base_t + b % 3 - 1 for b in self.rng.randbytes(PROBES))
         pack = gbt.PackVoltage(
             number=1,
             voltage_v=vehicle.total_voltage_v,
@@ -243,11 +270,12 @@ class Fleet:
             gbt.BatteryTemps(packs=[gbt.PackTemps(number=1, temps_raw=temps)]),
         ]
         body = gbt.RealtimeData(time=gbt_time(self.now), blocks=blocks)
-        return self._gbt_frame(t, 0x03 if reissue else 0x02, body)
+        return self.gbt_frame(t, 0x03 if reissue else 0x02, body)
 
     # -- JT/T 808 ----------------------------------------------------------------------------
 
-    def _jt_frame(self, t: Truck, msg_id: int, body: jt.Body) -> jt.Frame:
+    def jt_frame(self, t: Truck, msg_id: int, body: jt.Body) -> jt.Frame:
+        """A JT/T 808 message of this truck with its next serial."""
         v19 = t.version == 2019
         return jt.Frame(
             version=t.version,
@@ -268,7 +296,7 @@ class Fleet:
             plate_color=0,
             plate=t.vin,
         )
-        return self._jt_frame(t, 0x0100, body)
+        return self.jt_frame(t, 0x0100, body)
 
     def jt_location(self, t: Truck) -> jt.Frame:
         status = 0x000C0003  # ACC on, positioned, GPS + BeiDou
@@ -283,4 +311,4 @@ class Fleet:
             time=jt_time(self.now),
             items=(jt.Odometer(km=round(t.odometer_km, 1)), jt.SatelliteCount(count=12)),
         )
-        return self._jt_frame(t, 0x0200, body)
+        return self.jt_frame(t, 0x0200, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
@@ -89,3 +90,38 @@ def test_console_script_info(tmp_path: Path) -> None:
     )
     info = json.loads(proc.stdout)
     assert set(info["codecs"]) == {"gbt32960", "jt808"}
+
+
+@pytest.mark.asyncio
+async def test_simulate_prints_a_json_summary(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from platform_stub import PlatformStub
+
+    async with PlatformStub() as stub:
+        argv = ["simulate", "--gbt", "2", "--jt", "2", "--frames", "3", "--interval", "0.02"]
+        argv += ["--gbt-port", str(stub.gbt_port), "--jt-port", str(stub.jt_port)]
+        argv += ["--version", "2025", "--version", "2019", "--seed", "7"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,  # outside the repo root (see test_console_script_info)
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["generated"] == summary["sent"] == summary["acked"] == 12
+    assert summary["logins"] == 4 and summary["unacked"] == 0 and summary["errors"] == 0
+    assert summary["ack_latency_ms"]["p99"] is not None
+    assert summary["gbt32960"]["terminals"] == 2 and summary["jt808"]["registrations"] == 2
+    assert len(stub.reports) == 12 and all(r.acked for r in stub.reports)
+    assert "online" in err.decode()  # the live counts
+
+
+def test_simulate_rejects_a_bad_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--gbt", "1", "--window", "0", "--quiet"]) == 2
+    assert "SimConfig.window" in capsys.readouterr().err
