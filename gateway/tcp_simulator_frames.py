@@ -186,6 +186,10 @@ class JtFrames:
         frame = jt.encode_frame(self.fleet.jt_frame(self.truck, msg_id, body))
         return self.truck.jt_serial, frame
 
+    def message(self, msg_id: int, body: jt.Body) -> bytes:
+        """Any message with a typed body (e.g. a 0x0104 parameters answer), framed by the codec."""
+        return self._message(msg_id, body)[1]
+
     def register(self) -> tuple[int, bytes]:
         frame = self.fleet.login(self.truck)
         return self.truck.jt_serial, frame
@@ -210,10 +214,6 @@ class JtFrames:
             reply_serial=reply_serial, reply_msg_id=reply_msg_id, result=result
         )
         return self._message(0x0001, body)[1]
-
-    def raw(self, msg_id: int, data: bytes) -> bytes:
-        """A message whose body the codec does not model (e.g. 0x0104), framed by the codec."""
-        return self._message(msg_id, jt.RawBody(data=data))[1]
 
     def blind_area(self, frames: Sequence[bytes]) -> list[tuple[int, bytes, list[bytes]]]:
         """0x0704 blind-area batches (type 1) carrying the reports of these 0x0200 ``frames``.

@@ -2,7 +2,9 @@
 authenticate, location reports, heartbeats, blind-area batches (0x0704 type 1) for what was
 not acknowledged, logout, and answers to platform commands: 0x8103 set parameters -> 0x0001,
 0x8104 / 0x8106 query parameters -> 0x0104, 0x8105 terminal control -> 0x0001, 0x8300 text ->
-0x0001, anything else -> 0x0001 with result 3 (not supported).
+0x0001, anything else -> 0x0001 with result 3 (not supported). Command bodies come typed from
+the codec; one that does not decode is answered with result 2 (bad message) and counted as an
+error.
 
 Every terminal message is acknowledged by a 0x8001 naming its serial and message id.
 """
@@ -13,31 +15,12 @@ from typing import Any, ClassVar
 
 from gateway.codecs import jt808 as jt
 from gateway.codecs.errors import ProtocolError
+from gateway.codecs.jt808 import constants as jc
+from gateway.codecs.jt808 import params as jp
 from gateway.simulator import Fleet, Truck
 from gateway.tcp_simulator_frames import JT_HEADER, JT_SERIAL_AT, JtFrames
-from gateway.tcp_simulator_params import (
-    JT_CONTROL,
-    JT_HEARTBEAT_PARAM,
-    JT_PARAMS_ANSWER,
-    JT_QUERY_ALL_PARAMS,
-    JT_QUERY_PARAMS,
-    JT_SET_PARAMS,
-    JT_TEXT,
-    JtBodyError,
-    JtParams,
-    encode_params_answer,
-    parse_query_params,
-    parse_set_params,
-)
+from gateway.tcp_simulator_params import JtParams
 from gateway.tcp_simulator_terminal import Context, Terminal
-
-LOCATION = 0x0200
-BATCH = 0x0704
-HEARTBEAT = 0x0002
-PLATFORM_ACK = 0x8001
-REGISTER_RESPONSE = 0x8100
-RESULT_OK, RESULT_BAD, RESULT_UNSUPPORTED = 0, 2, 3
-_CONTROL_RESET = 0x04  # 0x8105 command word: terminal reset
 
 
 class JtTerminal(Terminal):
@@ -118,21 +101,21 @@ class JtTerminal(Terminal):
             if not self.answer(body.reply_serial, body):
                 self.stats.errors += 1
         elif msg.msg_id & 0x8000:
-            self._command(msg, raw)
+            self._command(msg)
         else:
             self.stats.errors += 1  # a terminal message sent to a terminal
 
     def _ack(self, body: jt.PlatformGeneralResponse, now: float) -> None:
         serial, msg_id = body.reply_serial, body.reply_msg_id
-        ok = body.result == RESULT_OK
-        if msg_id == LOCATION:
+        ok = body.result == jc.RESULT_OK
+        if msg_id == jc.LOCATION:
             entry = self.pending.pop(serial, None)
             if entry is not None:
                 self.stats.latency.add(now - entry[0])
                 self._count(ok, 1)
             elif self.ack:
                 self.stats.errors += 1
-        elif msg_id == BATCH:
+        elif msg_id == jc.BATCH_LOCATION:
             batch = self.batches.pop(serial, None)
             if batch is not None:
                 for _ in batch[1]:
@@ -140,7 +123,7 @@ class JtTerminal(Terminal):
                 self._count(ok, len(batch[1]))
             elif self.ack:
                 self.stats.errors += 1
-        elif msg_id == HEARTBEAT:
+        elif msg_id == jc.HEARTBEAT:
             self.stats.heartbeat_acks += 1
         elif not self.answer(serial, body):
             self.stats.errors += 1
@@ -162,45 +145,41 @@ class JtTerminal(Terminal):
             return
         msg_id = int.from_bytes(payload[:2], "big")
         serial = int.from_bytes(payload[at : at + 2], "big")
-        self.write(self.frames.general_response(serial, msg_id, RESULT_BAD))
+        self.write(self.frames.general_response(serial, msg_id, jc.RESULT_BAD_MESSAGE))
         self.stats.commands += 1
 
     def _general(self, msg: jt.Frame, result: int) -> None:
         self.write(self.frames.general_response(msg.serial, msg.msg_id, result))
         self.stats.commands += 1
 
-    def _command(self, msg: jt.Frame, raw: bytes) -> None:
-        # read the body from the frame itself: the same whether or not the codec models these
-        # messages (it is learning to: codecs/jt808 0x8103 ... 0x8300)
-        data = jt.unescape(raw[1:-1])[JT_HEADER[msg.version] : -1]
-        msg_id = msg.msg_id
-        try:
-            if msg_id == JT_SET_PARAMS:
-                items = parse_set_params(data)
-                self.params.set(items)
-                self._general(msg, RESULT_OK)
-                heartbeat = self.params.heartbeat_s()
-                if heartbeat and any(pid == JT_HEARTBEAT_PARAM for pid, _ in items):
-                    self.set_heartbeat(float(heartbeat))
-            elif msg_id in (JT_QUERY_ALL_PARAMS, JT_QUERY_PARAMS):
-                ids = parse_query_params(data) if msg_id == JT_QUERY_PARAMS else None
-                answer = encode_params_answer(msg.serial, self.params.answer(ids))
-                self.write(self.frames.raw(JT_PARAMS_ANSWER, answer))
-                self.stats.commands += 1
-            elif msg_id == JT_CONTROL:
-                if not data:
-                    raise JtBodyError("empty 0x8105 body")
-                self._general(msg, RESULT_OK)
-                if data[0] == _CONTROL_RESET:
-                    self.ctx.loop.call_soon(self.disconnect)
-            elif msg_id == JT_TEXT:
-                if not data:
-                    raise JtBodyError("empty 0x8300 body")
-                self._general(msg, RESULT_OK)
-            else:
-                self._general(msg, RESULT_UNSUPPORTED)
-        except JtBodyError:
-            self._general(msg, RESULT_BAD)
+    def _command(self, msg: jt.Frame) -> None:
+        # a body that does not decode never gets here: on_frame answers it with result 2
+        body = msg.body
+        if isinstance(body, jt.SetParams):
+            self.params.set(body.params)
+            self._general(msg, jc.RESULT_OK)
+            heartbeat = jt.param_values(body.params).get(jp.PARAM_HEARTBEAT_INTERVAL)
+            if isinstance(heartbeat, int) and heartbeat:
+                self.set_heartbeat(float(heartbeat))
+        elif isinstance(body, jt.QueryAllParams | jt.QueryParams):
+            ids = body.param_ids if isinstance(body, jt.QueryParams) else None
+            answer = jt.QueryParamsResponse(reply_serial=msg.serial, params=self.params.answer(ids))
+            try:
+                frame = self.frames.message(jc.QUERY_PARAMS_RESPONSE, answer)
+            except ProtocolError:  # more than one message holds (1023 bytes, 255 items)
+                self.stats.errors += 1
+                self._general(msg, jc.RESULT_FAIL)
+                return
+            self.write(frame)
+            self.stats.commands += 1
+        elif isinstance(body, jt.TerminalControl):
+            self._general(msg, jc.RESULT_OK)
+            if body.command == jc.CONTROL_RESET:  # a real terminal drops the link, comes back
+                self.ctx.loop.call_soon(self.disconnect)
+        elif isinstance(body, jt.TextMessage):
+            self._general(msg, jc.RESULT_OK)
+        else:
+            self._general(msg, jc.RESULT_UNSUPPORTED)
 
     # -- session -----------------------------------------------------------------------------
 
@@ -208,14 +187,14 @@ class JtTerminal(Terminal):
         if self.auth_code is None:
             serial, frame = self.frames.register()
             reply = await self.request(frame, serial)
-            if reply.result != RESULT_OK or not reply.auth_code:
+            if reply.result != jc.RESULT_OK or not reply.auth_code:
                 self.stats.login_failures += 1
                 return False
             self.auth_code = reply.auth_code
             self.stats.registrations += 1
         serial, frame = self.frames.authenticate(self.auth_code)
         ack = await self.request(frame, serial)
-        if ack.result != RESULT_OK:
+        if ack.result != jc.RESULT_OK:
             self.auth_code = None  # register again next time
             self.stats.login_failures += 1
             return False

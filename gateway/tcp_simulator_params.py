@@ -1,18 +1,19 @@
-"""Parameter stores of a simulated terminal, and the JT/T 808 command bodies it reads.
+"""Parameter stores of a simulated terminal: what a parameter set changes and a query returns.
 
-GB/T 32960 parameter query/set (0x80/0x81) bodies come typed from the codec; JT/T 808 0x8103
-(set), 0x8104 / 0x8106 (query all / some), 0x8105 (control), 0x8300 (text) and the terminal's
-0x0104 answer are not modelled by the codec (it keeps them as ``RawBody``), so their few
-fields are read and written here. A set followed by a query returns the new value.
+Command bodies come typed from the codecs: GB/T 32960 query/set (0x80/0x81) as ``Param``
+lists, JT/T 808 0x8103 / 0x0104 items as ``TerminalParam`` (id and the value bytes as sent,
+typed by ``gateway.codecs.jt808.params``). A set followed by a query returns the new value.
 """
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Iterable
 from typing import Final
 
+from gateway.codecs import jt808 as jt
 from gateway.codecs.gbt32960 import Param
 from gateway.codecs.gbt32960 import constants as gc
+from gateway.codecs.jt808 import params as jp
 
 # ---------------------------------------------------------------------------- GB/T 32960
 
@@ -80,82 +81,41 @@ class GbtParams:
 
 # ------------------------------------------------------------------------------ JT/T 808
 
-JT_SET_PARAMS: Final = 0x8103
-JT_QUERY_ALL_PARAMS: Final = 0x8104
-JT_CONTROL: Final = 0x8105
-JT_QUERY_PARAMS: Final = 0x8106
-JT_TEXT: Final = 0x8300
-JT_PARAMS_ANSWER: Final = 0x0104
-JT_HEARTBEAT_PARAM: Final = 0x0001
+_JT_MAX_ITEMS: Final = 255  # a BYTE count
 
-_JT_DEFAULTS: Final[dict[int, bytes]] = {
-    0x0001: struct.pack(">I", 30),  # heartbeat interval, s
-    0x0002: struct.pack(">I", 10),  # TCP response timeout, s
-    0x0013: b"127.0.0.1",  # main server address
-    0x0018: struct.pack(">I", 8808),  # server TCP port
-    0x0029: struct.pack(">I", 30),  # default report interval, s
-    0x0055: struct.pack(">I", 100),  # maximum speed, km/h
-    0x0080: struct.pack(">I", 10000),  # odometer, 0.1 km
+_JT_DEFAULTS: Final[dict[int, jt.TerminalParam]] = {
+    p.param_id: p
+    for p in jt.param_items(
+        {
+            jp.PARAM_HEARTBEAT_INTERVAL: 30,  # s
+            jp.PARAM_TCP_TIMEOUT: 10,  # s
+            jp.PARAM_MAIN_SERVER: "127.0.0.1",
+            jp.PARAM_SERVER_TCP_PORT: 8808,
+            jp.PARAM_REPORT_INTERVAL: 30,  # s
+            jp.PARAM_MAX_SPEED: 100,  # km/h
+            jp.PARAM_ODOMETER: 10000,  # 0.1 km
+        }
+    )
 }
 
 
-class JtBodyError(ValueError):
-    """A JT/T 808 command body that does not parse (answered with result 2, bad message)."""
-
-
-def parse_set_params(body: bytes) -> list[tuple[int, bytes]]:
-    """0x8103: count BYTE, then (id DWORD, length BYTE, value) items."""
-    if not body:
-        raise JtBodyError("empty 0x8103 body")
-    count, at, out = body[0], 1, []
-    for _ in range(count):
-        if at + 5 > len(body):
-            raise JtBodyError("0x8103 item header truncated")
-        pid, size = struct.unpack_from(">IB", body, at)
-        at += 5
-        if at + size > len(body):
-            raise JtBodyError(f"0x8103 item 0x{pid:04X} value truncated")
-        out.append((pid, body[at : at + size]))
-        at += size
-    if at != len(body):
-        raise JtBodyError("trailing bytes after the 0x8103 items")
-    return out
-
-
-def parse_query_params(body: bytes) -> list[int]:
-    """0x8106: count BYTE, then DWORD ids."""
-    if not body or len(body) != 1 + 4 * body[0]:
-        raise JtBodyError("0x8106 body length does not match its count")
-    return list(struct.unpack_from(f">{body[0]}I", body, 1))
-
-
-def encode_params_answer(reply_serial: int, items: list[tuple[int, bytes]]) -> bytes:
-    """0x0104 body: reply serial WORD, count BYTE, then (id DWORD, length BYTE, value) items."""
-    parts = [struct.pack(">HB", reply_serial, len(items))]
-    parts += [struct.pack(">IB", pid, len(value)) + value for pid, value in items]
-    return b"".join(parts)
-
-
 class JtParams:
-    """One terminal's JT/T 808 parameters (only what was set is stored per terminal)."""
+    """One terminal's JT/T 808 parameters (only what was set is stored per terminal), kept as
+    the items were sent, so a query answers them byte for byte."""
 
     __slots__ = ("changed",)
 
     def __init__(self) -> None:
-        self.changed: dict[int, bytes] | None = None
+        self.changed: dict[int, jt.TerminalParam] | None = None
 
-    def set(self, items: list[tuple[int, bytes]]) -> None:
+    def set(self, params: Iterable[jt.TerminalParam]) -> None:
         if self.changed is None:
             self.changed = {}
-        self.changed.update(items)
+        self.changed.update((p.param_id, p) for p in params)
 
-    def answer(self, ids: list[int] | None) -> list[tuple[int, bytes]]:
+    def answer(self, ids: Iterable[int] | None) -> tuple[jt.TerminalParam, ...]:
         """The items of a 0x0104 answer: every parameter (``ids`` None) or the known ones asked."""
         merged = {**_JT_DEFAULTS, **(self.changed or {})}
         if ids is None:
-            return sorted(merged.items())[:255]
-        return [(pid, merged[pid]) for pid in ids if pid in merged]
-
-    def heartbeat_s(self) -> int | None:
-        value = (self.changed or {}).get(JT_HEARTBEAT_PARAM)
-        return int.from_bytes(value, "big") if value and len(value) == 4 else None
+            return tuple(merged[pid] for pid in sorted(merged)[:_JT_MAX_ITEMS])
+        return tuple(merged[pid] for pid in ids if pid in merged)

@@ -105,7 +105,6 @@ class PlatformStub:
         self._live: dict[str, _Conn] = {}  # device -> its latest connection
         self._conns: set[_Conn] = set()
         self._pending: list[_Pending] = []
-        self._bodies: dict[tuple[str, int], bytes] = {}  # raw bodies of command answers
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -177,16 +176,16 @@ class PlatformStub:
         assert isinstance(answer, gbt.Frame)
         return answer
 
-    async def command_jt(self, phone: str, msg_id: int, data: bytes) -> tuple[jt.Frame, bytes]:
-        """Send a JT/T 808 platform message with a raw body; return the terminal's answer and
-        its body bytes as sent."""
+    async def command_jt(self, phone: str, msg_id: int, body: jt.Body) -> jt.Frame:
+        """Send a JT/T 808 platform message (a ``RawBody`` goes out as given, malformed or not)
+        and return the terminal's answer (0x0001 or 0x0104)."""
         conn = self._live[phone]
-        serial = self._send_jt(conn, phone, msg_id, jt.RawBody(data=data))
+        serial = self._send_jt(conn, phone, msg_id, body)
         pending = _Pending(key=(phone, serial))
         self._pending.append(pending)
         answer = await asyncio.wait_for(pending.future, 5.0)
         assert isinstance(answer, jt.Frame)
-        return answer, self._bodies.pop((phone, serial))
+        return answer
 
     # -- connections -------------------------------------------------------------------------
 
@@ -363,11 +362,7 @@ class PlatformStub:
         elif m.msg_id in (0x0002, 0x0003):
             self.events["heartbeat" if m.msg_id == 0x0002 else "logout"] += 1
             conn.writer.write(self._jt_ack(conn, m))
-        elif m.msg_id in (0x0001, 0x0104):  # answers start with the reply serial
-            header = 17 if m.version == 2019 else 12
-            data = jt.unescape(raw[1:-1])[header:-1]  # whether the codec models it or not
-            key = (m.phone, int.from_bytes(data[:2], "big"))
-            self._bodies[key] = data
-            self._resolve(key, m)
+        elif isinstance(body, jt.TerminalGeneralResponse | jt.QueryParamsResponse):
+            self._resolve((m.phone, body.reply_serial), m)
         else:
             self.events["unknown"] += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import ssl
-import struct
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import pytest
 from gateway.codecs import gbt32960 as gbt
 from gateway.codecs import jt808 as jt
 from gateway.codecs.gbt32960 import constants as gc
+from gateway.codecs.jt808 import constants as jc
+from gateway.codecs.jt808 import params as jp
 from gateway.simulator import Fleet, gbt_time
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 from gateway.tcp_simulator_frames import DataClock, GbtFrames, JtFrames, gbt_as_reissue
@@ -341,29 +342,60 @@ async def test_jt_commands_are_answered_and_set_then_query_returns_it() -> None:
             await fleet.wait_online(5)
             phone = fleet.terminals[0].device_id
 
-            async def general(msg_id: int, data: bytes) -> tuple[int, int]:
-                answer, body = await stub.command_jt(phone, msg_id, data)
-                assert answer.msg_id == 0x0001
-                _, reply_id, result = struct.unpack(">HHB", body)
-                return reply_id, result
+            async def general(msg_id: int, body: jt.Body) -> tuple[int, int]:
+                answer = await stub.command_jt(phone, msg_id, body)
+                assert answer.msg_id == jc.TERMINAL_GENERAL_RESPONSE
+                assert isinstance(answer.body, jt.TerminalGeneralResponse)
+                return answer.body.reply_msg_id, answer.body.result
 
-            set_body = b"\x02" + struct.pack(">IB", 0x0001, 4) + struct.pack(">I", 45)
-            set_body += struct.pack(">IB", 0x0083, 8) + "粤A12345".encode("gbk")
-            assert await general(0x8103, set_body) == (0x8103, 0)
-            query = b"\x02" + struct.pack(">II", 0x0001, 0x0083)
-            answer, data = await stub.command_jt(phone, 0x8106, query)
-            assert answer.msg_id == 0x0104 and data[2] == 2
-            assert data[3:12] == struct.pack(">IBI", 0x0001, 4, 45)
-            assert data[12:17] == struct.pack(">IB", 0x0083, 8)
-            assert data[17:25].decode("gbk") == "粤A12345"
-            answer, data = await stub.command_jt(phone, 0x8104, b"")
-            assert answer.msg_id == 0x0104 and data[2] >= 7
-            assert await general(0x8105, b"\x03") == (0x8105, 0)
-            assert await general(0x8300, b"\x01" + "hello".encode("gbk")) == (0x8300, 0)
-            assert await general(0x8999, b"\x00") == (0x8999, 3)  # not supported
-            assert await general(0x8103, b"\x01\x00") == (0x8103, 2)  # bad message
+            async def query(msg_id: int, body: jt.Body) -> jt.QueryParamsResponse:
+                answer = await stub.command_jt(phone, msg_id, body)
+                assert answer.msg_id == jc.QUERY_PARAMS_RESPONSE
+                assert isinstance(answer.body, jt.QueryParamsResponse)
+                return answer.body
+
+            new: dict[int, jt.ParamValue] = {
+                jp.PARAM_HEARTBEAT_INTERVAL: 45,
+                jp.PARAM_PLATE: "粤A12345",
+            }
+            set_body = jt.SetParams(params=jt.param_items(new))
+            assert await general(jc.SET_PARAMS, set_body) == (jc.SET_PARAMS, jc.RESULT_OK)
+            asked = (jp.PARAM_PLATE, 0xF123, jp.PARAM_HEARTBEAT_INTERVAL, jp.PARAM_ODOMETER)
+            some = await query(jc.QUERY_PARAMS, jt.QueryParams(param_ids=asked))
+            # the known ids in the order asked, the set ones exactly as they were sent
+            assert [p.param_id for p in some.params] == [0x0083, 0x0001, 0x0080]
+            assert some.params[:2] == set_body.params[::-1]
+            assert jt.param_values(some.params) == {**new, jp.PARAM_ODOMETER: 10000}
+            every = await query(jc.QUERY_ALL_PARAMS, jt.QueryAllParams())
+            assert every.reply_serial == some.reply_serial + 1
+            values = jt.param_values(every.params)
+            assert len(values) == len(every.params) >= 8 and values.items() >= new.items()
+            assert values[jp.PARAM_MAIN_SERVER] == "127.0.0.1"
+            control = jt.TerminalControl(command=jc.CONTROL_POWER_OFF)
+            assert await general(jc.TERMINAL_CONTROL, control) == (jc.TERMINAL_CONTROL, 0)
+            text = jt.TextMessage(flags=jc.TEXT_FLAG_DISPLAY, text="你好", text_type=1)
+            assert await general(jc.TEXT_MESSAGE, text) == (jc.TEXT_MESSAGE, jc.RESULT_OK)
+            unknown = jt.RawBody(data=b"\x00")
+            assert await general(0x8999, unknown) == (0x8999, jc.RESULT_UNSUPPORTED)
+            assert fleet.stats.jt808.errors == 0
+            # malformed bodies: answered "bad message" and counted as errors
+            for msg_id, data in (
+                (jc.SET_PARAMS, b"\x01\x00"),  # one item, truncated
+                (jc.QUERY_PARAMS, b"\x02\x00\x00\x00\x01"),  # two ids, one given
+                (jc.TEXT_MESSAGE, b""),
+            ):
+                bad = jt.RawBody(data=data)
+                assert await general(msg_id, bad) == (msg_id, jc.RESULT_BAD_MESSAGE)
+            assert fleet.stats.jt808.errors == 3
             assert fleet.terminal(phone).heartbeat_s == 45
-        assert fleet.stats.jt808.commands == 7
+            # terminal reset: it answers, drops the link, comes back and authenticates again
+            reset = jt.TerminalControl(command=jc.CONTROL_RESET)
+            assert await general(jc.TERMINAL_CONTROL, reset) == (jc.TERMINAL_CONTROL, 0)
+            await stub.wait_until(lambda: stub.logins[phone] == 2)
+            again = await query(jc.QUERY_PARAMS, jt.QueryParams(param_ids=(jp.PARAM_PLATE,)))
+            assert jt.param_values(again.params) == {jp.PARAM_PLATE: "粤A12345"}
+        s = fleet.stats.jt808
+        assert s.commands == 11 and s.reconnects == 1 and s.registrations == 1
 
 
 # -- scale -----------------------------------------------------------------------------------
