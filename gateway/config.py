@@ -17,6 +17,9 @@ import msgspec
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]  # 0: any free port (tests)
 
 
 class ConfigError(ValueError):
@@ -69,6 +72,108 @@ class RetentionConfig(_Section, frozen=True):
     dead_letters_days: Annotated[int, msgspec.Meta(ge=0)] = 90
 
 
+class _ListenerBase(_Section, frozen=True):
+    """Keys shared by every TCP listener (``[listeners.<protocol>]``).
+
+    Timeouts: ``login_timeout_s`` from connect (or from a logout) to a successful login /
+    authentication; ``heartbeat_timeout_s`` the longest silence (no complete frame) of a
+    logged-in session, 0 disables it; ``idle_timeout_s`` the longest time without a single byte
+    in any state; ``frame_timeout_s`` how long a frame that has started to arrive may take to
+    complete (slow senders). ``max_bad_frames`` bad frames (garbage, checksum, undecodable) are
+    survived, the next one closes the connection. ``max_unacked_frames`` frames per connection
+    may wait for durability; reading pauses beyond. ``read_buffer_bytes`` received bytes are
+    held before reading from the socket pauses; ``write_buffer_bytes`` of unsent replies pause
+    reading too (a terminal that does not read its acks). ``unknown_devices``: ``accept`` lets
+    devices missing from the registry in (their login / registration is flagged
+    ``registered: false``), ``reject`` refuses them with the protocol's response code.
+    """
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: Port = 0
+    tls_cert: str = ""  # PEM certificate chain; with tls_key, the port speaks TLS
+    tls_key: str = ""
+    tls_client_ca: str = ""  # PEM CA bundle: when set, clients must present a certificate
+    backlog: Positive = 1024
+    reuse_port: bool = False  # SO_REUSEPORT (several worker processes on one port)
+    max_frame_bytes: Positive = 65556
+    max_connections: Positive = 20_000
+    max_connections_per_ip: Positive = 1000
+    login_timeout_s: PositiveFloat = 30.0
+    heartbeat_timeout_s: NonNegativeFloat = 300.0
+    idle_timeout_s: PositiveFloat = 600.0
+    frame_timeout_s: PositiveFloat = 30.0
+    max_bad_frames: NonNegative = 10
+    max_unacked_frames: Positive = 64
+    read_buffer_bytes: Positive = 65536
+    write_buffer_bytes: Positive = 65536
+    drain_timeout_s: PositiveFloat = 10.0  # at stop: how long acks in flight may take
+    unknown_devices: Literal["accept", "reject"] = "accept"
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+
+    @property
+    def tls(self) -> bool:
+        """True when the port speaks TLS."""
+        return bool(self.tls_cert)
+
+
+class PlatformAccount(_Section, frozen=True):
+    """An upstream platform allowed to log in with GB/T 32960 0x05; the password is read from
+    the environment variable ``password_env``, never from the file."""
+
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
+    password_env: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Gbt32960ListenerConfig(_ListenerBase, frozen=True):
+    """``[listeners.gbt32960]``: the GB/T 32960 port. Responses vary in the field:
+    ``ack_realtime`` / ``ack_reissue`` say whether 0x02 / 0x03 are answered at all;
+    ``response_body`` is ``time`` (a 6-byte time only) or ``echo`` (the request's data unit,
+    its time replaced by the one ``response_time`` picks: the request's own, ``request``, or
+    the platform clock, ``platform``). ``platforms`` may log in with 0x05 and
+    then carry frames of many VINs."""
+
+    port: Port = 32960
+    ack_realtime: bool = True
+    ack_reissue: bool = True
+    response_body: Literal["time", "echo"] = "time"
+    response_time: Literal["request", "platform"] = "request"
+    platforms: list[PlatformAccount] = []
+
+
+class Jt808ListenerConfig(_ListenerBase, frozen=True):
+    """``[listeners.jt808]``: the JT/T 808 port. ``auth_code_chars`` is the length of the
+    authentication codes issued with 0x8100; subpackaged messages are reassembled within
+    ``subpackage_timeout_s`` (then re-requested once with 0x8003, then dropped), holding at
+    most ``max_subpackage_sets`` sets and ``max_subpackage_bytes`` per connection."""
+
+    port: Port = 8808
+    max_frame_bytes: Positive = 2092
+    auth_code_chars: Annotated[int, msgspec.Meta(ge=4, le=64)] = 16
+    subpackage_timeout_s: PositiveFloat = 30.0
+    max_subpackage_sets: Positive = 16
+    max_subpackage_bytes: Positive = 1 << 20
+
+
+class ListenersConfig(_Section, frozen=True):
+    """``[listeners]``: the TCP ports devices connect to (both disabled by default)."""
+
+    gbt32960: Gbt32960ListenerConfig = Gbt32960ListenerConfig()
+    jt808: Jt808ListenerConfig = Jt808ListenerConfig()
+
+
+class RegistryConfig(_Section, frozen=True):
+    """``[registry]``: the device registry cache (vehicles by VIN, terminals by phone)."""
+
+    cache_ttl_s: PositiveFloat = 60.0  # known and unknown devices alike
+    cache_entries: Positive = 100_000
+
+
 class Config(_Section, frozen=True):
     """The whole file. Every section is optional; defaults suit a single small gateway."""
 
@@ -76,6 +181,8 @@ class Config(_Section, frozen=True):
     pipeline: PipelineConfig = PipelineConfig()
     spool: SpoolConfig = SpoolConfig()
     retention: RetentionConfig = RetentionConfig()
+    listeners: ListenersConfig = ListenersConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     def database_dsn(self) -> str:
         """``database.dsn``, or SILKGATE_DSN when set (containers), with the password from

@@ -1,8 +1,10 @@
-"""``silkgate run``: the gateway process. Store, spool and pipeline up; the built-in simulator
-(optional) feeding it frames; retention and rollups on a schedule; live counts; graceful stop.
+"""``silkgate run``: the gateway process. Store, spool and pipeline up; the TCP listeners of
+``[listeners]`` (GB/T 32960, JT/T 808) accepting terminals; the built-in simulator (optional)
+feeding it frames; retention and rollups on a schedule; live counts; graceful stop (listeners
+first, so the acks in flight still go out, then the pipeline).
 
-Until the TCP listeners exist the simulator feeds its encoded frames in-process through the
-codecs' stream readers, the decoders and normalization, exactly as a listener will.
+The simulator feeds its encoded frames in-process through the codecs' stream readers, the
+decoders and normalization, as a listener does (without sessions or acks).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from typing import Any, TextIO
 
 import asyncpg
 
+from gateway.adapters.tcp import ConnectionIndex, Listener, listeners_from_config
 from gateway.codecs import gbt32960, jt808
 from gateway.config import Config
 from gateway.ingest import GBT32960, JT808, Ingestor
 from gateway.pipeline import Pipeline, is_outage
+from gateway.registry import Registry
 from gateway.simulator import Fleet
 from gateway.sink import StoreWriter
 from gateway.spool import AsyncSpool, SpoolConfig
@@ -34,6 +38,10 @@ from gateway.store.timescale import HYPERTABLES, detect_features, refresh_rollup
 log = logging.getLogger("silkgate.run")
 
 _ARCHIVE_TABLES = {"raw_frames": "raw_frames_days", "dead_letters": "dead_letters_days"}
+
+
+class ListenError(OSError):
+    """A listener could not start; the message names its config section and the reason."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,8 @@ class Gateway:
         self.pool: asyncpg.Pool | None = None
         self.pipeline: Pipeline | None = None
         self.spool: AsyncSpool | None = None
+        self.index = ConnectionIndex()  # live terminal connections by device id (commands)
+        self.listeners: list[Listener] = []
 
     async def serve(self) -> None:
         self.pool = await migrate_and_connect(self.cfg, self.out)
@@ -104,14 +114,39 @@ class Gateway:
             self.pipeline = Pipeline(writer, self.spool, self.cfg.pipeline)
             self.pipeline.start()
             try:
+                await self._start_listeners()
                 await self._serve_tasks()
             finally:
+                for listener in self.listeners:  # before the pipeline: their acks need it
+                    await listener.stop()
                 await self.pipeline.close(timeout=self.cfg.pipeline.shutdown_grace_s)
             self._print_status(final=True)
         finally:
             if self.spool is not None:
                 await self.spool.close()
             await self.pool.close()
+
+    async def _start_listeners(self) -> None:
+        assert self.pool is not None and self.pipeline is not None
+        registry = Registry(
+            self.pool,
+            ttl_s=self.cfg.registry.cache_ttl_s,
+            max_entries=self.cfg.registry.cache_entries,
+        )
+        self.listeners = listeners_from_config(self.cfg, self.pipeline, registry, index=self.index)
+        for listener in self.listeners:
+            where = f"{listener.cfg.host}:{listener.cfg.port}"
+            try:
+                await listener.start()
+            except OSError as exc:  # port taken, no such address, unreadable TLS files
+                why = exc.strerror or str(exc)
+                raise ListenError(
+                    f"listeners.{listener.protocol}: cannot listen on {where}: {why}"
+                ) from None
+            tls = " (TLS)" if listener.cfg.tls else ""
+            self.out.write(
+                f"listening: {listener.protocol} on {listener.cfg.host}:{listener.port}{tls}\n"
+            )
 
     async def _serve_tasks(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -203,8 +238,9 @@ class Gateway:
         if self.pipeline is None:
             return
         st = self.pipeline.stats
-        frames = sum(i.stats.frames for i in self.ingest.values())
-        dead = sum(i.stats.dead_letters for i in self.ingest.values())
+        ingestors = [*self.ingest.values(), *(lst.ingest for lst in self.listeners)]
+        frames = sum(i.stats.frames for i in ingestors)
+        dead = sum(i.stats.dead_letters for i in ingestors)
         queued = sum(self.pipeline.queued_rows().values())
         spool = self.spool.usage() if self.spool else None
         line = (
@@ -214,6 +250,8 @@ class Gateway:
             f"spool {spool.bytes if spool else 0:,} B  "
             f"{'SPOOLING' if self.pipeline.spooling else 'db ok'}"
         )
+        for listener in self.listeners:
+            line += "  | " + listener.stats.summary()
         tty = self.out.isatty()
         self.out.write(("\r" + line + "\x1b[K") if tty and not final else line + "\n")
         if final and tty:
@@ -235,5 +273,9 @@ async def run(cfg: Config, opts: RunOptions, out: TextIO = sys.stdout) -> int:
         + (f", simulating {opts.simulate} trucks" if opts.simulate else "")
         + " (Ctrl-C to stop)\n"
     )
-    await gw.serve()
+    try:
+        await gw.serve()
+    except ListenError as exc:
+        out.write(f"silkgate: {exc}\n")
+        return 1
     return 0
