@@ -120,7 +120,10 @@ def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"silkgate: {exc}", file=err)
         return 2
     opts = RunOptions(simulate=ns.simulate, interval_s=ns.interval, duration_s=ns.duration)
-    return asyncio.run(run(cfg, opts, out))
+    from gateway.adapters.tcp import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop when installed
+        return runner.run(run(cfg, opts, out))
 
 
 def _simulate_config(ns: argparse.Namespace) -> SimConfig:
@@ -180,7 +183,10 @@ def cmd_simulate(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             loop.add_signal_handler(sig, stop.set)
         return await run_simulation(config, status=None if ns.quiet else err, stop=stop)
 
-    stats = asyncio.run(main())
+    from gateway.adapters.tcp import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        stats = runner.run(main())
     out.write(to_json(stats.summary()).decode() + "\n")
     return 0
 

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -56,23 +56,12 @@ from gateway.codecs.errors import ProtocolError
 from gateway.codecs.gbt32960 import constants as gc
 from gateway.commands_store import CommandStore
 from gateway.commands_types import PENDING, CommandError, CommandResult, Json, Status
+from gateway.config import CommandsConfig
 
 log = logging.getLogger("silkgate.commands")
 
 _Reply = tuple[gbt.Frame | jt.Frame, datetime]
 _Key = tuple[str, str, int]  # (protocol, device id, JT/T serial or GB/T command id)
-
-
-class CommandsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """``[commands]``: commands down to trucks.
-
-    ``timeout_s``: how long a command waits for the terminal's answer (the default of every
-    call). ``max_pending``: commands sent or queued and not yet answered, in all; more raise
-    :class:`CommandError` (the REST API answers 429/503).
-    """
-
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    max_pending: Annotated[int, msgspec.Meta(gt=0)] = 10_000
 
 
 @dataclass(slots=True, eq=False)

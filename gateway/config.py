@@ -14,20 +14,22 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Positive = Annotated[int, msgspec.Meta(gt=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
-Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]  # 0: any free port (tests)
+from gateway.config_base import (
+    Fraction,
+    NonNegative,
+    NonNegativeFloat,
+    Port,
+    Positive,
+    PositiveFloat,
+)
+from gateway.config_base import Section as _Section
+from gateway.forward.config import ForwardConfig
+
+__all__ = ["Fraction", "NonNegative", "NonNegativeFloat", "Port", "Positive", "PositiveFloat"]
 
 
 class ConfigError(ValueError):
     """The configuration file is unreadable or invalid; the message names the key."""
-
-
-class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
 
 
 class DatabaseConfig(_Section, frozen=True):
@@ -174,6 +176,18 @@ class RegistryConfig(_Section, frozen=True):
     cache_entries: Positive = 100_000
 
 
+class CommandsConfig(_Section, frozen=True):
+    """``[commands]``: commands down to trucks.
+
+    ``timeout_s``: how long a command waits for the terminal's answer (the default of every
+    call). ``max_pending``: commands sent or queued and not yet answered, in all; more raise
+    ``gateway.commands.CommandError`` (the REST API answers 429/503).
+    """
+
+    timeout_s: PositiveFloat = 30.0
+    max_pending: Positive = 10_000
+
+
 class Config(_Section, frozen=True):
     """The whole file. Every section is optional; defaults suit a single small gateway."""
 
@@ -183,6 +197,8 @@ class Config(_Section, frozen=True):
     retention: RetentionConfig = RetentionConfig()
     listeners: ListenersConfig = ListenersConfig()
     registry: RegistryConfig = RegistryConfig()
+    commands: CommandsConfig = CommandsConfig()
+    forward: ForwardConfig = ForwardConfig()
 
     def database_dsn(self) -> str:
         """``database.dsn``, or SILKGATE_DSN when set (containers), with the password from

@@ -9,15 +9,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.codecs import gbt32960, jt808
+from gateway.codecs import jt808
 from gateway.codecs.common import BadFrame
 from gateway.codecs.errors import ProtocolError
-from gateway.normalize import normalize
+from gateway.codecs.gbt32960.reference import decode_text
+from gateway.normalize import normalize, records_from_frame
 from gateway.records import DeadLetter, RawFrame
 
 GBT32960 = "gbt32960"
 JT808 = "jt808"
 _GBT_VERSIONS = {b"##": "2016", b"$$": "2025"}
+
+
+def _vin(frame: bytes) -> str:
+    """The VIN in a GB/T 32960 header (ASCII in practice; GBK is the codec's general rule)."""
+    vin = frame[4:21]
+    return vin.rstrip(b"\x00 ").decode("ascii") if vin.isascii() else decode_text(vin, fixed=True)
 
 
 @dataclass
@@ -45,9 +52,10 @@ class Ingestor:
         self.stats.frames += 1
         try:
             if self.protocol == GBT32960:
-                gbt = gbt32960.decode_frame(raw)
-                version, device = _GBT_VERSIONS.get(raw[:2]), gbt.vin
-                records: list[Any] = normalize(gbt)
+                # The fused fast path for realtime/reissue (bytes straight to records, ~20x
+                # cheaper than decode + normalize); the header's VIN names the device.
+                records: list[Any] = records_from_frame(raw)
+                version, device = _GBT_VERSIONS.get(raw[:2]), _vin(raw)
             else:
                 jt = jt808.decode_frame(raw)
                 version, device = str(jt.version), jt.phone

@@ -24,7 +24,9 @@ import asyncpg
 
 from gateway.adapters.tcp import ConnectionIndex, Listener, listeners_from_config
 from gateway.codecs import gbt32960, jt808
+from gateway.commands import Commands
 from gateway.config import Config
+from gateway.forward import Forwarders
 from gateway.ingest import GBT32960, JT808, Ingestor
 from gateway.pipeline import Pipeline, is_outage
 from gateway.registry import Registry
@@ -104,6 +106,8 @@ class Gateway:
         self.spool: AsyncSpool | None = None
         self.index = ConnectionIndex()  # live terminal connections by device id (commands)
         self.listeners: list[Listener] = []
+        self.commands: Commands | None = None
+        self.forwarders: Forwarders | None = None
 
     async def serve(self) -> None:
         self.pool = await migrate_and_connect(self.cfg, self.out)
@@ -113,6 +117,9 @@ class Gateway:
             writer = StoreWriter(self.pool, dedup=self.cfg.pipeline.dedup)
             self.pipeline = Pipeline(writer, self.spool, self.cfg.pipeline)
             self.pipeline.start()
+            # Forwarders read committed archive rows; a missing secret is a ConfigError here.
+            self.forwarders = Forwarders(self.cfg.forward, self.pool)
+            self.forwarders.start()
             try:
                 await self._start_listeners()
                 await self._serve_tasks()
@@ -120,6 +127,7 @@ class Gateway:
                 for listener in self.listeners:  # before the pipeline: their acks need it
                     await listener.stop()
                 await self.pipeline.close(timeout=self.cfg.pipeline.shutdown_grace_s)
+                await self.forwarders.close()  # after the last commits: they may forward them
             self._print_status(final=True)
         finally:
             if self.spool is not None:
@@ -133,7 +141,10 @@ class Gateway:
             ttl_s=self.cfg.registry.cache_ttl_s,
             max_entries=self.cfg.registry.cache_entries,
         )
-        self.listeners = listeners_from_config(self.cfg, self.pipeline, registry, index=self.index)
+        self.commands = Commands(self.index, self.pool, self.cfg.commands)
+        self.listeners = listeners_from_config(
+            self.cfg, self.pipeline, registry, index=self.index, on_message=self.commands.on_message
+        )
         for listener in self.listeners:
             where = f"{listener.cfg.host}:{listener.cfg.port}"
             try:
@@ -252,6 +263,8 @@ class Gateway:
         )
         for listener in self.listeners:
             line += "  | " + listener.stats.summary()
+        if self.forwarders is not None and len(self.forwarders):
+            line += "  | " + self.forwarders.status()
         tty = self.out.isatty()
         self.out.write(("\r" + line + "\x1b[K") if tty and not final else line + "\n")
         if final and tty:

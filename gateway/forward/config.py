@@ -25,10 +25,8 @@ Secrets never sit in the file: ``password_env``, ``token_env`` and ``header_envs
 environment variables, read when the forwarders are built (:func:`secret`; a missing one is a
 :class:`gateway.config.ConfigError` naming the key).
 
-This module imports nothing from :mod:`gateway.config` at import time, so that
-``gateway/config.py`` can import :class:`ForwardConfig` at its top without an import cycle; its
-``_Section`` base is the same as the one there (unknown keys refused, frozen, keywords only),
-so ``gateway.config.parse`` names the key of every error here too.
+The sections build on :mod:`gateway.config_base` (not :mod:`gateway.config`, which imports
+:class:`ForwardConfig`), so ``gateway.config.parse`` names the key of every error here too.
 """
 
 from __future__ import annotations
@@ -38,15 +36,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Positive = Annotated[int, msgspec.Meta(gt=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+from gateway.config_base import NonNegativeFloat, Positive, PositiveFloat
+from gateway.config_base import Section as _Section
+
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-
-
-class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """As ``gateway.config._Section``."""
 
 
 class Selection(_Section, frozen=True):
