@@ -39,7 +39,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import msgspec
 
@@ -285,8 +285,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, hence no isinstance)
+        self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         ip = str(peername[0]) if peername else "?"
         port = peername[1] if peername else 0

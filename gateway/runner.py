@@ -1,10 +1,9 @@
 """``silkgate run``: the gateway process. Store, spool and pipeline up; the TCP listeners of
 ``[listeners]`` (GB/T 32960, JT/T 808) accepting terminals; the built-in simulator (optional)
-feeding it frames; retention and rollups on a schedule; live counts; graceful stop (listeners
-first, so the acks in flight still go out, then the pipeline).
-
-The simulator feeds its encoded frames in-process through the codecs' stream readers, the
-decoders and normalization, as a listener does (without sessions or acks).
+(``--simulate N``: N terminals of :mod:`gateway.tcp_simulator` connecting to those listeners
+over TCP); the commands service on the listeners' connections; the forwarders of ``[forward]``;
+retention and rollups on a schedule; live counts; graceful stop (simulated terminals log out,
+listeners stop so the acks in flight still go out, then the pipeline, then the forwarders).
 """
 
 from __future__ import annotations
@@ -16,26 +15,25 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
 
 from gateway.adapters.tcp import ConnectionIndex, Listener, listeners_from_config
-from gateway.codecs import gbt32960, jt808
 from gateway.commands import Commands
 from gateway.config import Config
 from gateway.forward import Forwarders
-from gateway.ingest import GBT32960, JT808, Ingestor
+from gateway.ingest import GBT32960, JT808
 from gateway.pipeline import Pipeline, is_outage
 from gateway.registry import Registry
-from gateway.simulator import Fleet
 from gateway.sink import StoreWriter
 from gateway.spool import AsyncSpool, SpoolConfig
 from gateway.store.connection import create_pool
 from gateway.store.migrate import migrate
 from gateway.store.timescale import HYPERTABLES, detect_features, refresh_rollups, run_retention
+from gateway.tcp_simulator import SimConfig, TerminalFleet
 
 log = logging.getLogger("silkgate.run")
 
@@ -99,7 +97,6 @@ class Gateway:
 
     def __init__(self, cfg: Config, opts: RunOptions, out: TextIO) -> None:
         self.cfg, self.opts, self.out = cfg, opts, out
-        self.ingest = {GBT32960: Ingestor(GBT32960), JT808: Ingestor(JT808)}
         self.stop = asyncio.Event()
         self.pool: asyncpg.Pool | None = None
         self.pipeline: Pipeline | None = None
@@ -107,6 +104,7 @@ class Gateway:
         self.index = ConnectionIndex()  # live terminal connections by device id (commands)
         self.listeners: list[Listener] = []
         self.commands: Commands | None = None
+        self.terminals: TerminalFleet | None = None  # --simulate
         self.forwarders: Forwarders | None = None
 
     async def serve(self) -> None:
@@ -168,40 +166,38 @@ class Gateway:
             if self.opts.simulate:
                 tasks.append(tg.create_task(self._simulate(), name="simulator"))
             await self.stop.wait()
+            if self.terminals is not None:  # log the simulated terminals out while we listen
+                await self.terminals.stop()
             for task in tasks:
                 task.cancel()
 
     # -- the simulator feed ------------------------------------------------------------------
 
     async def _simulate(self) -> None:
-        fleet = Fleet(self.opts.simulate, start=datetime.now(UTC))
-        readers = {GBT32960: gbt32960.FrameReader(), JT808: jt808.FrameReader()}
-        await self._feed(fleet.logins(), readers)
-        step = max(1, round(self.opts.interval_s))
-        next_tick = time.monotonic()
-        while True:
-            next_tick += self.opts.interval_s
-            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-            fleet.advance(step)
-            await self._feed(fleet.reports(), readers)
-
-    async def _feed(self, frames: list[bytes], readers: dict[str, Any]) -> None:
-        assert self.pipeline is not None
-        streams = {
-            GBT32960: b"".join(f for f in frames if f[:1] != b"\x7e"),
-            JT808: b"".join(f for f in frames if f[:1] == b"\x7e"),
-        }
-        pending = []
-        for protocol, stream in streams.items():
-            ingest, reader = self.ingest[protocol], readers[protocol]
-            reader.feed(stream)
-            for item in reader:
-                if isinstance(item, bytes):
-                    records = ingest.frame(item, "simulator")
-                else:
-                    records = [ingest.bad_frame(item, "simulator")]
-                pending.append(await self.pipeline.submit(records))
-        await asyncio.gather(*pending)
+        """``--simulate N``: N terminals over TCP to this gateway's own listeners (half GB/T
+        32960 2016/2025, half JT/T 808 2013/2019 when both listen), the path a real truck takes:
+        session, ack after commit, resend of what was not acknowledged."""
+        ports = {lst.protocol: lst.port for lst in self.listeners}
+        n = self.opts.simulate
+        gbt = n - n // 2 if JT808 in ports else n
+        if GBT32960 not in ports:
+            gbt = 0
+        config = SimConfig(
+            host="127.0.0.1",
+            gbt_port=ports.get(GBT32960, 0),
+            jt_port=ports.get(JT808, 0),
+            gbt=gbt,
+            jt=n - gbt,
+            gbt_versions=(2016, 2025),
+            jt_versions=(2013, 2019),
+            interval_s=self.opts.interval_s,
+            heartbeat_s=30.0,
+            logout=True,
+            tls=False,
+        )
+        async with TerminalFleet(config) as fleet:
+            self.terminals = fleet
+            await fleet.run()  # until the fleet is stopped with the gateway
 
     # -- scheduled maintenance ---------------------------------------------------------------
 
@@ -249,7 +245,7 @@ class Gateway:
         if self.pipeline is None:
             return
         st = self.pipeline.stats
-        ingestors = [*self.ingest.values(), *(lst.ingest for lst in self.listeners)]
+        ingestors = [lst.ingest for lst in self.listeners]
         frames = sum(i.stats.frames for i in ingestors)
         dead = sum(i.stats.dead_letters for i in ingestors)
         queued = sum(self.pipeline.queued_rows().values())
@@ -286,6 +282,10 @@ async def run(cfg: Config, opts: RunOptions, out: TextIO = sys.stdout) -> int:
         + (f", simulating {opts.simulate} trucks" if opts.simulate else "")
         + " (Ctrl-C to stop)\n"
     )
+    if opts.simulate and not (cfg.listeners.gbt32960.enabled or cfg.listeners.jt808.enabled):
+        out.write("silkgate: --simulate needs a listener: enable [listeners.gbt32960] or ")
+        out.write("[listeners.jt808]\n")
+        return 2
     try:
         await gw.serve()
     except ListenError as exc:

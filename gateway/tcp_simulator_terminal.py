@@ -18,7 +18,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from gateway.codecs.common import BadFrame
 from gateway.tcp_simulator_frames import DataClock
@@ -184,8 +184,8 @@ class Terminal(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, hence no isinstance)
+        self.transport = cast(asyncio.Transport, transport)
         self.reader = self.new_reader()
         self.paused = False
         self._lost = self.ctx.loop.create_future()

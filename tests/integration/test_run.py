@@ -36,12 +36,28 @@ def _count(dsn: str, sql: str) -> int:
     return asyncio.run(go())
 
 
+def _events(dsn: str) -> dict[tuple[str, str], int]:
+    async def go() -> dict[tuple[str, str], int]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT protocol, event, count(*) AS n FROM vehicle_sessions GROUP BY 1, 2"
+            )
+            return {(r["protocol"], r["event"]): r["n"] for r in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
 def test_run_with_simulator_stores_data_and_stops_cleanly(schema_dsn: str, tmp_path: Path) -> None:
     config = tmp_path / "silkgate.toml"
     config.write_text(
         f'[database]\ndsn = "{schema_dsn}"\n'
         f'[spool]\npath = "{tmp_path / "spool"}"\n'
         "[pipeline]\nbatch_age_ms = 50\n"
+        '[listeners.gbt32960]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
+        '[listeners.jt808]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "run", "--config", str(config), "--simulate", "40"],
@@ -69,5 +85,14 @@ def test_run_with_simulator_stores_data_and_stops_cleanly(schema_dsn: str, tmp_p
     assert _count(schema_dsn, "SELECT count(*) FROM raw_frames") == frames
     assert _count(schema_dsn, "SELECT count(*) FROM vehicle_realtime") > 0
     assert _count(schema_dsn, "SELECT count(*) FROM positions") > 0
-    assert _count(schema_dsn, "SELECT count(*) FROM vehicle_sessions") == 40
+    # 20 GB/T 32960 terminals log in and out; 20 JT/T 808 terminals register, authenticate and
+    # log out (each event once: over TCP, acknowledged only after the commit)
+    events = _events(schema_dsn)
+    assert events == {
+        ("gbt32960", "login"): 20,
+        ("gbt32960", "logout"): 20,
+        ("jt808", "register"): 20,
+        ("jt808", "auth"): 20,
+        ("jt808", "logout"): 20,
+    }, events
     assert _count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
