@@ -103,6 +103,11 @@ class Inbound(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     decodable: bool = True
 
 
+def _vin(raw: bytes) -> str:
+    vin = raw.rstrip(b"\x00 ")
+    return vin.decode("ascii") if vin.isascii() else vin.decode("gbk", "surrogateescape")
+
+
 def inbound(raw: bytes, *, decodable: bool = True) -> Inbound:
     """The :class:`Inbound` of a frame a FrameReader yielded (start bytes, length and BCC are
     already verified). Decodes the body of the session commands; ProtocolError otherwise."""
@@ -114,12 +119,23 @@ def inbound(raw: bytes, *, decodable: bool = True) -> Inbound:
         version=c.VERSION_BY_START_BYTE[raw[0]],
         command=command,
         response=response,
-        vin=raw[4:21].rstrip(b"\x00 ").decode("gbk", "surrogateescape"),
+        vin=_vin(raw[4:21]),
         encryption=raw[21],
         data=raw[c.HEADER_SIZE : -1],
         body=body,
         decodable=decodable,
     )
+
+
+_TIME_LENGTH: Final = c.TIME_SIZE.to_bytes(2, "big")
+
+
+def time_response(msg: Inbound, flag: int, time: bytes) -> bytes:
+    """A response whose data unit is a 6-byte time: equal to ``encode_frame`` of a
+    ``TimeOnly`` body, made straight from bytes (it answers every acknowledged report)."""
+    vin = msg.vin.encode("gbk", "surrogateescape").ljust(c.VIN_SIZE, b"\x00")
+    head = bytes((msg.command, flag)) + vin + bytes((c.ENC_NONE,)) + _TIME_LENGTH + time
+    return c.START_BY_VERSION[msg.version] + head + bytes((gbt.bcc(head),))
 
 
 def platform_time(wall: datetime) -> DeviceTime:
@@ -235,8 +251,8 @@ class Gbt32960Session:
             time = own if request_time else platform_time(wall).raw
             if self.cfg.response_body == "echo" and len(msg.data) > c.TIME_SIZE:
                 body = gbt.RawBody(data=time + msg.data[c.TIME_SIZE :])
-            else:
-                body = gbt.TimeOnly(time=DeviceTime(raw=time, utc=None))
+            else:  # the answer to nearly every frame: built from bytes, no message objects
+                return time_response(msg, flag, time)
         return gbt.encode_frame(
             gbt.Frame(
                 version=msg.version,

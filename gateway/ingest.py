@@ -13,6 +13,7 @@ from gateway.codecs import jt808
 from gateway.codecs.common import BadFrame
 from gateway.codecs.errors import ProtocolError
 from gateway.codecs.gbt32960.reference import decode_text
+from gateway.frame_ids import FrameIds
 from gateway.normalize import normalize, records_from_frame
 from gateway.records import DeadLetter, RawFrame
 
@@ -43,12 +44,13 @@ class Ingestor:
             raise ValueError(f"unknown protocol {protocol!r}")
         self.protocol = protocol
         self.archive_raw = archive_raw
+        self._ids = FrameIds()
         self.stats = IngestStats()
 
     def frame(self, raw: bytes, peer: str, received_at: datetime | None = None) -> list[Any]:
         """Records for one complete frame (as a FrameReader yielded it)."""
         now = received_at or datetime.now(UTC)
-        frame_id = uuid.uuid4()
+        frame_id = self._ids.next()
         self.stats.frames += 1
         try:
             if self.protocol == GBT32960:
@@ -85,7 +87,7 @@ class Ingestor:
     ) -> DeadLetter:
         """A dead letter for something a FrameReader reported (garbage, bad checksum, ...)."""
         now = received_at or datetime.now(UTC)
-        return self._dead(uuid.uuid4(), now, peer, bad.reason, bad.message, bad.raw, bad.offset)
+        return self._dead(self._ids.next(), now, peer, bad.reason, bad.message, bad.raw, bad.offset)
 
     def _dead(
         self,

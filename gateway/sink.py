@@ -55,10 +55,12 @@ def first_of_each_key(kind: type, records: Sequence[Any]) -> Sequence[Any]:
     key = _KEYS.get(kind)
     if key is None:
         key = _KEYS[kind] = attrgetter(*spec_for(kind).key)
+    keys = list(map(key, records))
+    if len(set(keys)) == len(keys):  # the common case, at C speed: no key repeats
+        return records
     seen: set[Any] = set()
     out: list[Any] = []
-    for rec in records:
-        k = key(rec)
+    for rec, k in zip(records, keys, strict=True):
         if k in seen:
             continue
         if None not in (k if isinstance(k, tuple) else (k,)):

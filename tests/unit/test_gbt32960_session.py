@@ -14,6 +14,7 @@ from gateway.adapters import gbt32960_session as gs
 from gateway.adapters.gbt32960_session import Gbt32960Session, Inbound, Kind, inbound
 from gateway.adapters.session import State
 from gateway.codecs import gbt32960 as gbt
+from gateway.codecs.common import DeviceTime
 from gateway.codecs.gbt32960 import constants as c
 from gateway.config import Gbt32960ListenerConfig
 from gateway.registry import VEHICLE, Device
@@ -442,3 +443,32 @@ def test_closed_before_login_records_nothing() -> None:
 
 def test_inbound_is_a_struct() -> None:
     assert issubclass(Inbound, msgspec.Struct)
+
+
+@pytest.mark.parametrize("version", [2016, 2025])
+@pytest.mark.parametrize("vin", ["LSVAU2180N2183294", "LSV短VIN", ""])
+@pytest.mark.parametrize("flag", [c.RESP_SUCCESS, c.RESP_ERROR])
+def test_time_response_equals_the_encoded_frame(version: int, vin: str, flag: int) -> None:
+    """The bytes-built answer is exactly ``encode_frame`` of a TimeOnly response."""
+    time = bytes((26, 3, 1, 12, 0, 5))
+    msg = Inbound(
+        version=version,
+        command=c.CMD_REALTIME,
+        response=c.RESP_COMMAND,
+        vin=vin,
+        encryption=c.ENC_NONE,
+        data=time + b"\x01\x02",
+        body=None,
+        decodable=True,
+    )
+    expected = gbt.encode_frame(
+        gbt.Frame(
+            version=version,
+            command=c.CMD_REALTIME,
+            response=flag,
+            vin=vin,
+            encryption=c.ENC_NONE,
+            body=gbt.TimeOnly(time=DeviceTime(raw=time, utc=None)),
+        )
+    )
+    assert gs.time_response(msg, flag, time) == expected
