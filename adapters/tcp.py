@@ -300,7 +300,7 @@ class Connection(asyncio.Protocol):
         self._ip = ip
         stats.connections_open += 1
         stats.connections_total += 1
-        transport.set_write_buffer_limits(high=self.cfg.write_buffer_bytes)
+        self.transport.set_write_buffer_limits(high=self.cfg.write_buffer_bytes)
         self.listener.connections.add(self)
         self.session = self.listener.new_session(self.peer, self._loop.time())
         self.listener._spawn(self)

@@ -48,7 +48,10 @@ class PipelineConfig(_Section, frozen=True):
     batch_age_ms: Positive = 200  # ... or when its oldest row is this old
     queue_rows: Positive = 100_000  # rows waiting per table; submit() waits beyond this
     dedup: bool = True  # staging table + ON CONFLICT DO NOTHING (False: plain COPY)
-    writers: Positive = 2  # batches written at once, each on its own pooled connection
+    # Batches written at once, each on its own pooled connection. With more than one, a batch
+    # may commit before an earlier one: of a frame and its duplicate or reissue in flight at the
+    # same time, the later copy may be the one stored (one row either way).
+    writers: Positive = 1
     retries_in_place: Annotated[int, msgspec.Meta(ge=0)] = 3  # deadlocks retried before spooling
     retry_interval_s: PositiveFloat = 2.0  # how often to probe a database that is away
     replay_rows_per_s: Positive = 50_000  # spool replay throttle
