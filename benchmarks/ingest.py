@@ -254,7 +254,9 @@ async def main_async(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     records = make_records(args.records)
     print(f"{len(records)} records built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    base = PipelineConfig(batch_rows=args.batch_rows, batch_age_ms=args.batch_age_ms)
+    base = PipelineConfig(
+        batch_rows=args.batch_rows, batch_age_ms=args.batch_age_ms, writers=args.writers
+    )
     configs = {
         "pipeline-plain": msgspec.structs.replace(base, dedup=False),
         "pipeline-dedup": msgspec.structs.replace(base, dedup=True),
@@ -286,7 +288,12 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def report_throughput(median: dict[str, float], args: argparse.Namespace) -> None:
-    common = {"rounds": args.rounds, "group": args.group, "batch_rows": args.batch_rows}
+    common = {
+        "rounds": args.rounds,
+        "group": args.group,
+        "batch_rows": args.batch_rows,
+        "writers": args.writers,
+    }
     naive = median["naive-insert"]
     dedup, plain = median["pipeline-dedup"], median["pipeline-plain"]
     emit("ingest_realtime", impl="naive-insert", per_s=round(naive), **common)
@@ -393,6 +400,7 @@ def main() -> None:
     parser.add_argument("--search", type=int, default=3, help="lower rates tried at most")
     parser.add_argument("--batch-rows", type=int, default=5000)
     parser.add_argument("--batch-age-ms", type=int, default=200)
+    parser.add_argument("--writers", type=int, default=1, help="batches written at once")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -3,7 +3,7 @@
 * ``await pipeline.submit(records)`` waits while the queues are full (backpressure) and returns
   an ``asyncio.Future`` that resolves once the records are committed to the store, or fsynced in
   the spool while the database is away. Adapters acknowledge devices only then.
-* ``writers`` writer tasks (each on its own pooled connection; one by default) take everything
+* ``writers`` writer tasks (each on its own pooled connection; two by default) take everything
   submitted so far as a batch when it reaches ``batch_rows`` or its oldest submission is
   ``batch_age_ms`` old, write each record type with the store's COPY writer inside ONE
   transaction, commit, then resolve the batch's completions. With more than one writer the
