@@ -400,7 +400,9 @@ def main() -> None:
     parser.add_argument("--search", type=int, default=3, help="lower rates tried at most")
     parser.add_argument("--batch-rows", type=int, default=5000)
     parser.add_argument("--batch-age-ms", type=int, default=200)
-    parser.add_argument("--writers", type=int, default=1, help="batches written at once")
+    parser.add_argument(
+        "--writers", type=int, default=PipelineConfig().writers, help="batches written at once"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
