@@ -45,6 +45,7 @@ from pathlib import Path
 import asyncpg
 
 from gateway.adapters.tcp import loop_factory
+from gateway.config import PipelineConfig
 from gateway.store.testing import create_schema, drop_schema, with_search_path
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
@@ -107,7 +108,7 @@ def _rss_kib(pid: int) -> int:
 class Gateway:
     """``silkgate run`` in a child process with both listeners on free ports."""
 
-    def __init__(self, dsn: str, workdir: Path, max_connections: int) -> None:
+    def __init__(self, dsn: str, workdir: Path, max_connections: int, writers: int) -> None:
         self.config = workdir / "silkgate.toml"
         listener = (
             'enabled = true\nhost = "127.0.0.1"\nport = 0\nunknown_devices = "accept"\n'
@@ -117,6 +118,7 @@ class Gateway:
         )
         self.config.write_text(
             f'[database]\ndsn = "{dsn}"\npool_size = 6\n'
+            f"[pipeline]\nwriters = {writers}\n"
             f'[spool]\npath = "{workdir / "spool"}"\n'
             f"[listeners.gbt32960]\n{listener}[listeners.jt808]\n{listener}"
         )
@@ -223,6 +225,7 @@ async def throughput(gw: Gateway, dsn: str, protocol: str, args: argparse.Namesp
     emit(
         f"tcp-{protocol}",
         per_s=round(s.acked / stats.reporting_s),
+        writers=args.writers,
         terminals=args.terminals,
         window=args.window,
         acked=s.acked,
@@ -299,7 +302,8 @@ async def main_async(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     async with scratch(_dsn()) as dsn:
         with tempfile.TemporaryDirectory(prefix="silkgate-tcp-bench-") as tmp:
-            async with Gateway(dsn, Path(tmp), max(args.idle, args.terminals) + 100) as gw:
+            limit = max(args.idle, args.terminals) + 100
+            async with Gateway(dsn, Path(tmp), limit, args.writers) as gw:
                 if args.idle:  # first: later phases leave freed memory in the process
                     await idle_memory(gw, args)
                 await throughput(gw, dsn, "gbt32960", args)
@@ -315,6 +319,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64, help="reports in flight per terminal")
     parser.add_argument("--rate", type=float, default=10_000, help="offered reports/s (latency)")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections (0: skip)")
+    parser.add_argument(
+        "--writers", type=int, default=PipelineConfig().writers, help="[pipeline] writers"
+    )
     with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop, as the gateway
         runner.run(main_async(parser.parse_args()))
 

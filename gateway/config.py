@@ -48,11 +48,11 @@ class PipelineConfig(_Section, frozen=True):
     batch_age_ms: Positive = 200  # ... or when its oldest row is this old
     queue_rows: Positive = 100_000  # rows waiting per table; submit() waits beyond this
     dedup: bool = True  # staging table + ON CONFLICT DO NOTHING (False: plain COPY)
-    # Batches written at once, each on its own pooled connection (benchmarks/ingest.py: 2 writers
-    # sustain 50,000 realtime rows/s with p99 0.3 s where 1 tops out near 40,000). A batch may
-    # then commit before an earlier one: of a frame and its duplicate or reissue in flight at the
-    # same time, the later copy may be the one stored (one row either way). 1: the first copy.
-    writers: Positive = 2
+    # Batches written at once, each on its own pooled connection. 1 keeps submission order
+    # everywhere: batches commit (or go to the spool) in order, so of a frame and its duplicate
+    # or reissue the first copy is the one stored. 2 adds about 20 % (benchmarks/ingest.py: 50,000
+    # realtime rows/s sustained at p99 0.3 s) but batches may then commit or spool out of order.
+    writers: Positive = 1
     retries_in_place: Annotated[int, msgspec.Meta(ge=0)] = 3  # deadlocks retried before spooling
     retry_interval_s: PositiveFloat = 2.0  # how often to probe a database that is away
     replay_rows_per_s: Positive = 50_000  # spool replay throttle

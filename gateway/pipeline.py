@@ -3,13 +3,14 @@
 * ``await pipeline.submit(records)`` waits while the queues are full (backpressure) and returns
   an ``asyncio.Future`` that resolves once the records are committed to the store, or fsynced in
   the spool while the database is away. Adapters acknowledge devices only then.
-* ``writers`` writer tasks (each on its own pooled connection; two by default) take everything
+* ``writers`` writer tasks (each on its own pooled connection; one by default) take everything
   submitted so far as a batch when it reaches ``batch_rows`` or its oldest submission is
   ``batch_age_ms`` old, write each record type with the store's COPY writer inside ONE
   transaction, commit, then resolve the batch's completions. With more than one writer the
   database inserts one batch while another is encoded, but batches may commit out of
-  submission order (each resolves its own completions), so of two copies of a key in flight at
-  once the later may be the one stored; with one writer the first copy always is.
+  submission order (each resolves its own completions) and reach the spool out of order, so of
+  two copies of a key in flight at once the later may be the one stored; with one writer
+  batches commit and spool in submission order and the first copy always is.
   A submission finding the batch full yields to the writers first (an idle writer takes it), so
   a producer that never has to wait cannot starve them.
 * Two writers can hold the same natural key (a frame and its duplicate in consecutive

@@ -47,9 +47,7 @@ async def test_200k_frames_with_duplicates_and_reissues_stored_exactly_once(
     pool = await create_pool(schema_dsn, max_size=2, timeout=10)
     spool = await AsyncSpool.open(tmp_path / "spool", SpoolConfig(fsync="always"))
     writer = StoreWriter(pool)
-    # One writer: batches commit in submission order, so the first copy of a key is the one
-    # stored (checked below); two writers keep exactly-once too (test_pipeline.py).
-    cfg = PipelineConfig(batch_rows=10_000, batch_age_ms=50, queue_rows=40_000, writers=1)
+    cfg = PipelineConfig(batch_rows=10_000, batch_age_ms=50, queue_rows=40_000)
     started = time.monotonic()
     try:
         async with asyncio.timeout(240), Pipeline(writer, spool, cfg) as pipeline:
