@@ -11,11 +11,6 @@ was stored twice.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +23,8 @@ import pytest_asyncio
 from gateway.store.testing import create_schema, drop_schema, with_search_path
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
+from .gatewaykit import Child
+
 GBT, JT, REPORTS = 12, 12, 150  # terminals per protocol, reports per terminal
 START = datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -37,61 +34,6 @@ async def schema_dsn(services: Any) -> AsyncIterator[str]:
     schema = await create_schema(services.dsn, "silkgate_tcpkill")
     yield with_search_path(services.dsn, schema)
     await drop_schema(services.dsn, schema)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Child:
-    """``silkgate run`` with both listeners on fixed ports (the same after a restart)."""
-
-    def __init__(self, dsn: str, tmp: Path) -> None:
-        self.ports = {"gbt32960": _free_port(), "jt808": _free_port()}
-        self.config = tmp / "silkgate.toml"
-        listeners = "".join(
-            f'[listeners.{p}]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
-            for p, port in self.ports.items()
-        )
-        self.config.write_text(
-            f'[database]\ndsn = "{dsn}"\n[spool]\npath = "{tmp / "spool"}"\n'
-            f"[pipeline]\nbatch_age_ms = 50\n{listeners}"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=self.config.parent,  # not the repo root: the source folder would shadow
-            env=env,
-        )
-        for _ in range(600):  # listening once both ports accept
-            if all(_accepts(port) for port in self.ports.values()):
-                return
-            assert self.proc.poll() is None, "the gateway exited"
-            await asyncio.sleep(0.05)
-        raise AssertionError("the gateway did not start listening")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(60)
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def _counts(dsn: str) -> dict[str, int]:
