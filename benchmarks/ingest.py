@@ -44,7 +44,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +64,7 @@ from gateway.sink import StoreWriter
 from gateway.spool import AsyncSpool, SpoolConfig
 from gateway.store import connect, create_pool, migrate
 from gateway.store.tables import TABLES
-from gateway.store.testing import scratch_schema
+from gateway.store.testing import local_dsn, scratch_schema
 
 REPO = Path(__file__).resolve().parents[1]
 NAIVE_BATCH = 1000  # records per transaction of the naive loop (as benchmarks/ingest_copy.py)
@@ -76,17 +75,7 @@ GIVE_UP_LAG_S = 3.0  # stop offering a rate once this far behind schedule
 
 
 def _dsn() -> str:
-    dsn = os.environ.get("SILKGATE_DSN")
-    if dsn:
-        return dsn
-    services = ["bash", str(REPO / "deploy" / "services.sh")]
-    subprocess.run([*services, "start"], check=True, stdout=sys.stderr, stdin=subprocess.DEVNULL)
-    env = subprocess.run([*services, "env"], check=True, capture_output=True, text=True).stdout
-    for line in env.splitlines():
-        key, _, value = line.partition("=")
-        if key == "SILKGATE_DSN":
-            return value
-    raise SystemExit("deploy/services.sh env printed no SILKGATE_DSN")
+    return local_dsn(REPO)
 
 
 def make_records(n: int, trucks: int = 500, rounds: int = 4) -> list[VehicleRealtime]:

@@ -23,10 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -40,7 +37,7 @@ from gateway.normalize import normalize
 from gateway.records import VehicleRealtime
 from gateway.store import connect, migrate, write
 from gateway.store.tables import TABLES
-from gateway.store.testing import scratch_schema
+from gateway.store.testing import local_dsn, scratch_schema
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = Path("/work/shared/vectors/gbt32960.json")
@@ -49,17 +46,7 @@ Writer = Callable[[asyncpg.Connection, list[VehicleRealtime]], Awaitable[int]]
 
 
 def _dsn() -> str:
-    dsn = os.environ.get("SILKGATE_DSN")
-    if dsn:
-        return dsn
-    services = ["bash", str(REPO / "deploy" / "services.sh")]
-    subprocess.run([*services, "start"], check=True, stdout=sys.stderr, stdin=subprocess.DEVNULL)
-    env = subprocess.run([*services, "env"], check=True, capture_output=True, text=True).stdout
-    for line in env.splitlines():
-        key, _, value = line.partition("=")
-        if key == "SILKGATE_DSN":
-            return value
-    raise SystemExit("deploy/services.sh env printed no SILKGATE_DSN")
+    return local_dsn(REPO)
 
 
 def make_rows(n: int, vins: int = 500) -> list[VehicleRealtime]:

@@ -46,24 +46,14 @@ import asyncpg
 
 from gateway.adapters.tcp import loop_factory
 from gateway.config import PipelineConfig
-from gateway.store.testing import create_schema, drop_schema, with_search_path
+from gateway.store.testing import create_schema, drop_schema, local_dsn, with_search_path
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _dsn() -> str:
-    dsn = os.environ.get("SILKGATE_DSN")
-    if dsn:
-        return dsn
-    services = ["bash", str(REPO / "deploy" / "services.sh")]
-    subprocess.run([*services, "start"], check=True, stdout=sys.stderr, stdin=subprocess.DEVNULL)
-    env = subprocess.run([*services, "env"], check=True, capture_output=True, text=True).stdout
-    for line in env.splitlines():
-        key, _, value = line.partition("=")
-        if key == "SILKGATE_DSN":
-            return value
-    raise SystemExit("deploy/services.sh env printed no SILKGATE_DSN")
+    return local_dsn(REPO)
 
 
 def emit(bench: str, **fields: object) -> None:

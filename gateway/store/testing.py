@@ -1,4 +1,5 @@
-"""Throw-away schemas for tests and benchmarks: isolation without CREATE DATABASE.
+"""Throw-away schemas for tests and benchmarks: isolation without CREATE DATABASE; and
+:func:`local_dsn`, the database of a checkout's local services (benchmarks).
 
 The local ``silkgate`` role may not create databases, and only a superuser can create the
 timescaledb extension in a new one. A fresh schema in the existing database isolates just as
@@ -10,9 +11,13 @@ parameters as server settings; the extension lives in ``public``).
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -84,3 +89,20 @@ def migrated_schema(dsn: str, prefix: str = "silkgate_test") -> Iterator[str]:
         yield scoped
     finally:
         asyncio.run(drop_schema(dsn, schema))
+
+
+def local_dsn(repo: Path) -> str:
+    """SILKGATE_DSN, or else the local services of ``repo``'s ``deploy/services.sh``: started
+    (idempotent; its output goes to stderr) and their DSN read from ``services.sh env``. For
+    benchmarks and scripts run from a checkout."""
+    dsn = os.environ.get("SILKGATE_DSN")
+    if dsn:
+        return dsn
+    services = ["bash", str(repo / "deploy" / "services.sh")]
+    subprocess.run([*services, "start"], check=True, stdout=sys.stderr, stdin=subprocess.DEVNULL)
+    env = subprocess.run([*services, "env"], check=True, capture_output=True, text=True).stdout
+    for line in env.splitlines():
+        key, _, value = line.partition("=")
+        if key == "SILKGATE_DSN":
+            return value
+    raise RuntimeError("deploy/services.sh env printed no SILKGATE_DSN")
