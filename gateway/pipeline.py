@@ -272,6 +272,7 @@ class Pipeline:
             try:
                 await self._make_durable(p.batch)
             except BaseException as exc:
+                self._busy_writers -= 1  # this writer ends here
                 for fut in p.futures:
                     if fut.done():
                         continue
