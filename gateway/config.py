@@ -192,6 +192,85 @@ class CommandsConfig(_Section, frozen=True):
     max_pending: Positive = 10_000
 
 
+class OcppBridgeConfig(_Section, frozen=True):
+    """``[[ocpp.bridge]]``: relay these chargers to the operator's own CSMS.
+
+    silkgate opens one client connection per charger to ``url`` + ``/`` + the charger's
+    identity, speaking ``version`` (translating when the charger speaks the other one), and
+    relays both ways. ``chargers``: identities, or ``["*"]`` for every charger. The Basic-auth
+    password for the upstream comes from the environment variable ``password_env`` (none: no
+    Authorization header). ``answer_timeout_s``: how long a charger's CALL waits for the
+    upstream's answer before silkgate answers it itself.
+    """
+
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    url: Annotated[str, msgspec.Meta(pattern=r"^wss?://")]
+    chargers: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    version: Literal["ocpp1.6", "ocpp2.0.1", "same"] = "same"
+    password_env: str = ""
+    tls_ca: str = ""  # PEM bundle to verify a wss:// upstream (empty: the system's)
+    answer_timeout_s: PositiveFloat = 10.0
+    reconnect_min_s: PositiveFloat = 1.0
+    reconnect_max_s: PositiveFloat = 60.0
+
+
+class OcppConfig(_Section, frozen=True):
+    """``[ocpp]``: the OCPP 1.6J / 2.0.1 central system (WebSocket, ``ws[s]://host:port/ocpp/<id>``).
+
+    ``subprotocols``: the versions offered, in preference order. ``unknown_chargers``: a charge
+    point missing from the registry gets HTTP 404 (``reject``) or is let in and flagged
+    (``accept``), then answered ``unknown_boot_status`` at BootNotification.
+    ``security_profile``: the default for chargers whose registry row names none: 0 no
+    authentication (trusted test networks only), 1 HTTP Basic, 2 HTTP Basic over TLS (needs
+    ``tls_cert`` / ``tls_key``). ``idle_timeout_s``: the longest silence (no message, no pong)
+    before the connection is closed. ``heartbeat_interval_s``: the interval BootNotification
+    gives an accepted charger, ``boot_retry_interval_s`` a pending or rejected one.
+    ``unknown_id_tokens``: the status Authorize gives a token missing from the local list
+    (``Invalid``, or ``Accepted`` for open sites). ``id_tags``: ``hash`` stores tokens hashed
+    in charging sessions, ``plain`` as sent. ``call_timeout_s``: the default wait of commands
+    sent to chargers.
+    """
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: Port = 9000
+    path: Annotated[str, msgspec.Meta(pattern=r"^/[^?#]*$")] = "/ocpp"
+    subprotocols: list[Literal["ocpp2.0.1", "ocpp1.6"]] = msgspec.field(
+        default_factory=lambda: ["ocpp2.0.1", "ocpp1.6"]
+    )
+    unknown_chargers: Literal["accept", "reject"] = "reject"
+    unknown_boot_status: Literal["Accepted", "Pending", "Rejected"] = "Pending"
+    security_profile: Annotated[int, msgspec.Meta(ge=0, le=2)] = 1
+    tls_cert: str = ""
+    tls_key: str = ""
+    max_message_bytes: Positive = 65536
+    max_connections: Positive = 20_000
+    max_connections_per_ip: Positive = 1000
+    idle_timeout_s: PositiveFloat = 900.0
+    ping_interval_s: NonNegativeFloat = 60.0  # WebSocket ping; 0 disables
+    ping_timeout_s: PositiveFloat = 30.0
+    heartbeat_interval_s: Positive = 300
+    boot_retry_interval_s: Positive = 60
+    unknown_id_tokens: Literal["Invalid", "Accepted"] = "Invalid"
+    id_tags: Literal["hash", "plain"] = "hash"
+    call_timeout_s: PositiveFloat = 30.0
+    max_open_calls: Positive = 16
+    bridge: list[OcppBridgeConfig] = []
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.security_profile == 2 and not self.tls_cert:
+            raise ValueError("security_profile 2 needs tls_cert and tls_key")
+        if not self.subprotocols:
+            raise ValueError("subprotocols must name at least one version")
+
+    @property
+    def tls(self) -> bool:
+        """True when the port speaks TLS (wss://)."""
+        return bool(self.tls_cert)
+
+
 class Config(_Section, frozen=True):
     """The whole file. Every section is optional; defaults suit a single small gateway."""
 
@@ -203,6 +282,7 @@ class Config(_Section, frozen=True):
     registry: RegistryConfig = RegistryConfig()
     commands: CommandsConfig = CommandsConfig()
     forward: ForwardConfig = ForwardConfig()
+    ocpp: OcppConfig = OcppConfig()
 
     def database_dsn(self) -> str:
         """``database.dsn``, or SILKGATE_DSN when set (containers), with the password from

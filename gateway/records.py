@@ -230,6 +230,27 @@ class ChargingSession(msgspec.Struct, kw_only=True, gc=False):
     received_at: datetime | None = None
 
 
+class ChargerEvent(msgspec.Struct, kw_only=True, gc=False):
+    """Something a charger reported or that happened to it, other than status, meter values and
+    transactions: boot, security event, firmware / diagnostics / log status, NotifyEvent and
+    NotifyReport (2.0.1), DataTransfer, signed meter values, transaction sequence gaps,
+    connect and disconnect.
+
+    ``event`` names the kind ("boot", "security_event", "firmware_status", ...); ``key`` tells
+    apart events of one kind at the same time (a sequence number, a request id; "" when there is
+    none), so a retried message is stored once; ``detail`` holds the message's fields as JSON.
+    """
+
+    charger_id: str
+    time: datetime
+    event: str
+    protocol: str
+    key: str = ""
+    detail: dict[str, Any] | None = None
+    station_id: str | None = None
+    received_at: datetime | None = None
+
+
 class SwapEvent(msgspec.Struct, kw_only=True, gc=False):
     """One battery swap at a station: the pack taken out of the vehicle and the pack put in."""
 
@@ -279,7 +300,7 @@ class DeadLetter(msgspec.Struct, kw_only=True, gc=False):
 Record = VehicleRealtime | Position | Alarm | SessionEvent
 """Records normalized from vehicle protocols (GB/T 32960, JT/T 808)."""
 
-ChargeRecord = ChargerStatus | MeterValue | ChargingSession | SwapEvent
+ChargeRecord = ChargerStatus | MeterValue | ChargingSession | ChargerEvent | SwapEvent
 """Records from chargers and swap stations."""
 
 ArchiveRecord = RawFrame | DeadLetter

@@ -1,7 +1,7 @@
-"""The device registry as the listeners see it: vehicles by VIN (GB/T 32960) and JT/T 808
-terminals by phone, read through a bounded TTL cache (known and unknown devices alike), and the
-JT/T 808 authentication codes, stored as hashes, never the code itself (tables of
-``gateway/store/migrations/0001_base.sql``).
+"""The device registry as the listeners see it: vehicles by VIN (GB/T 32960), JT/T 808
+terminals by phone and OCPP chargers by identity, read through a bounded TTL cache (known and
+unknown devices alike); JT/T 808 authentication codes and OCPP passwords are stored as hashes,
+never the secret itself (tables of ``gateway/store/migrations/0001_base.sql``, 0008).
 
 While the database is away a lookup answers from the cache, even an expired entry; with no entry
 at all it answers ``Device(known=False, verified=False)`` so that sessions can go on (flagged)
@@ -26,6 +26,7 @@ from gateway.pipeline import is_outage
 
 VEHICLE: Final = "vehicle"
 TERMINAL: Final = "terminal"
+CHARGER: Final = "charger"
 _HASH_PREFIX: Final = "sha256:"
 
 
@@ -41,7 +42,9 @@ class Device(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     verified: bool = True
     operator_id: str | None = None
     vin: str | None = None
-    auth_code_hash: str | None = None
+    auth_code_hash: str | None = None  # JT/T 808 auth code; OCPP Basic-auth password
+    station_id: str | None = None  # chargers
+    security_profile: int | None = None  # chargers: None = the listener's default
 
 
 class Registration(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -64,6 +67,19 @@ def hash_auth_code(code: str) -> str:
     return _HASH_PREFIX + hashlib.sha256(code.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def hash_password(password: bytes) -> str:
+    """The stored form of an OCPP Basic-auth password (``chargers.auth_hash``): the raw bytes
+    hashed, so binary AuthorizationKeys (16 to 20 random bytes) work like text ones."""
+    return _HASH_PREFIX + hashlib.sha256(password).hexdigest()
+
+
+def check_password(password: bytes, stored: str | None) -> bool:
+    """True when ``password`` matches the stored hash (constant-time comparison)."""
+    if not stored:
+        return False
+    return hmac.compare_digest(hash_password(password), stored)
+
+
 def check_auth_code(code: str, stored: str | None) -> bool:
     """True when ``code`` matches the stored hash (constant-time comparison)."""
     if not stored:
@@ -83,6 +99,9 @@ SELECT operator_id FROM vehicles
 WHERE vin = $1 AND (decommissioned_at IS NULL OR decommissioned_at > now())
 """
 _TERMINAL_SQL: Final = "SELECT operator_id, vin, auth_code_hash FROM terminals WHERE phone = $1"
+_CHARGER_SQL: Final = (
+    "SELECT operator_id, station_id, auth_hash, security_profile FROM chargers WHERE charger_id = $1"
+)
 _REGISTER_SQL: Final = """
 INSERT INTO terminals AS t (phone, protocol_version, manufacturer_id, terminal_model,
     terminal_id, plate, plate_color, vin, auth_code_hash, registered_at, attributes)
@@ -129,6 +148,10 @@ class Registry:
     async def terminal(self, phone: str) -> Device:
         """The JT/T 808 terminal with this phone number, with its auth code hash."""
         return await self._lookup(TERMINAL, phone)
+
+    async def charger(self, charger_id: str) -> Device:
+        """The charger (OCPP charge point identity) with its password hash and profile."""
+        return await self._lookup(CHARGER, charger_id)
 
     async def register_terminal(self, reg: Registration, at: datetime) -> Device:
         """Store a registration and the hash of its new auth code (insert or update)."""
@@ -191,6 +214,18 @@ class Registry:
             if row is None:
                 return Device(device_id=key, known=False)
             return Device(device_id=key, known=True, operator_id=row["operator_id"], vin=key)
+        if kind == CHARGER:
+            row = await self._pool.fetchrow(_CHARGER_SQL, key)
+            if row is None:
+                return Device(device_id=key, known=False)
+            return Device(
+                device_id=key,
+                known=True,
+                operator_id=row["operator_id"],
+                station_id=row["station_id"],
+                auth_code_hash=row["auth_hash"],
+                security_profile=row["security_profile"],
+            )
         row = await self._pool.fetchrow(_TERMINAL_SQL, key)
         if row is None:
             return Device(device_id=key, known=False)

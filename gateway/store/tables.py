@@ -117,6 +117,12 @@ SPECS: tuple[TableSpec, ...] = (
         ("charger_id", "transaction_id", "time", "event"),
         jsonb=("extra",),
     ),
+    _spec(
+        "charger_events",
+        rec.ChargerEvent,
+        ("charger_id", "event", "key", "time"),
+        jsonb=("detail",),
+    ),
     _spec("swap_events", rec.SwapEvent, ("station_id", "bay", "time"), jsonb=("extra",)),
     # The archive's received_at is the frame's identity (part of the key): no fallback.
     _spec("raw_frames", rec.RawFrame, ("frame_id", "received_at"), sources=_AS_GIVEN),

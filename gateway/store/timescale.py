@@ -33,6 +33,7 @@ HYPERTABLES: tuple[str, ...] = (
     "charger_status",
     "meter_values",
     "charging_sessions",
+    "charger_events",
     "swap_events",
     "raw_frames",
     "dead_letters",
