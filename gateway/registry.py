@@ -99,9 +99,9 @@ SELECT operator_id FROM vehicles
 WHERE vin = $1 AND (decommissioned_at IS NULL OR decommissioned_at > now())
 """
 _TERMINAL_SQL: Final = "SELECT operator_id, vin, auth_code_hash FROM terminals WHERE phone = $1"
-_CHARGER_SQL: Final = (
-    "SELECT operator_id, station_id, auth_hash, security_profile FROM chargers WHERE charger_id = $1"
-)
+_CHARGER_SQL: Final = """
+SELECT operator_id, station_id, auth_hash, security_profile FROM chargers WHERE charger_id = $1
+"""
 _REGISTER_SQL: Final = """
 INSERT INTO terminals AS t (phone, protocol_version, manufacturer_id, terminal_model,
     terminal_id, plate, plate_color, vin, auth_code_hash, registered_at, attributes)
