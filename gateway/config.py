@@ -198,8 +198,9 @@ class OcppBridgeConfig(_Section, frozen=True):
     silkgate opens one client connection per charger to ``url`` + ``/`` + the charger's
     identity, speaking ``version`` (translating when the charger speaks the other one), and
     relays both ways. ``chargers``: identities, or ``["*"]`` for every charger. The Basic-auth
-    password for the upstream comes from the environment variable ``password_env`` (none: no
-    Authorization header). ``answer_timeout_s``: how long a charger's CALL waits for the
+    password for the upstream comes from the environment variable ``password_env`` (none: the
+    charger's own password is passed through; no Authorization header when it sent none).
+    ``answer_timeout_s``: how long a charger's CALL waits for the
     upstream's answer before silkgate answers it itself.
     """
 
