@@ -119,7 +119,13 @@ def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ConfigError as exc:
         print(f"silkgate: {exc}", file=err)
         return 2
-    opts = RunOptions(simulate=ns.simulate, interval_s=ns.interval, duration_s=ns.duration)
+    opts = RunOptions(
+        simulate=ns.simulate,
+        chargers=ns.chargers,
+        interval_s=ns.interval,
+        charger_interval_s=ns.charger_interval,
+        duration_s=ns.duration,
+    )
     from gateway.adapters.tcp import loop_factory
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:  # uvloop when installed
@@ -214,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", metavar="PATH", help="TOML configuration file")
     run.add_argument("--simulate", type=int, default=0, metavar="N", help="simulate N trucks")
+    run.add_argument(
+        "--chargers", type=int, default=0, metavar="N", help="simulate N OCPP charge points"
+    )
+    run.add_argument(
+        "--charger-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="simulated chargers' meter value interval (s)",
+    )
     run.add_argument(
         "--interval", type=float, default=1.0, metavar="S", help="simulated report interval (s)"
     )

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import asyncpg
 
@@ -36,6 +36,10 @@ from gateway.store.migrate import migrate
 from gateway.store.timescale import HYPERTABLES, detect_features, refresh_rollups, run_retention
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
+if TYPE_CHECKING:
+    from gateway.ocpp.service import OcppService
+    from gateway.ocpp_simulator import ChargerFleet
+
 log = logging.getLogger("silkgate.run")
 
 _ARCHIVE_TABLES = {"raw_frames": "raw_frames_days", "dead_letters": "dead_letters_days"}
@@ -48,7 +52,9 @@ class ListenError(OSError):
 @dataclass(frozen=True)
 class RunOptions:
     simulate: int = 0  # simulated trucks (0: none)
+    chargers: int = 0  # simulated OCPP charge points (0: none)
     interval_s: float = 1.0  # each simulated truck reports this often
+    charger_interval_s: float = 10.0  # simulated chargers' meter values while charging
     duration_s: float | None = None  # stop after this long (None: until Ctrl-C / SIGTERM)
     status_every_s: float = 1.0
     rollups_every_s: float = 300.0
@@ -107,6 +113,8 @@ class Gateway:
         self.commands: Commands | None = None
         self.terminals: TerminalFleet | None = None  # --simulate
         self.forwarders: Forwarders | None = None
+        self.ocpp: OcppService | None = None
+        self.charger_fleet: ChargerFleet | None = None  # --chargers
 
     async def serve(self) -> None:
         self.pool = await migrate_and_connect(self.cfg, self.out)
@@ -125,6 +133,8 @@ class Gateway:
             finally:
                 for listener in self.listeners:  # before the pipeline: their acks need it
                     await listener.stop()
+                if self.ocpp is not None:
+                    await self.ocpp.stop()
                 await self.pipeline.close(timeout=self.cfg.pipeline.shutdown_grace_s)
                 await self.forwarders.close()  # after the last commits: they may forward them
             self._print_status(final=True)
@@ -157,6 +167,26 @@ class Gateway:
             self.out.write(
                 f"listening: {listener.protocol} on {listener.cfg.host}:{listener.port}{tls}\n"
             )
+        if self.cfg.ocpp.enabled:
+            await self._start_ocpp(registry)
+
+    async def _start_ocpp(self, registry: Registry) -> None:
+        from gateway.ocpp.service import OcppService  # FastAPI / uvicorn only when enabled
+
+        assert self.pool is not None and self.pipeline is not None
+        ocpp = self.cfg.ocpp
+        self.ocpp = OcppService(
+            ocpp, self.pool, self.pipeline, registry, max_pending=self.cfg.commands.max_pending
+        )
+        where = f"{ocpp.host}:{ocpp.port}"
+        try:
+            await self.ocpp.start()
+        except OSError as exc:
+            raise ListenError(f"ocpp: cannot listen on {where}: {exc.strerror or exc}") from None
+        scheme = "wss" if ocpp.tls else "ws"
+        self.out.write(
+            f"listening: ocpp on {scheme}://{ocpp.host}:{self.ocpp.port}{ocpp.path}/<id>\n"
+        )
 
     async def _serve_tasks(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -166,9 +196,13 @@ class Gateway:
             ]
             if self.opts.simulate:
                 tasks.append(tg.create_task(self._simulate(), name="simulator"))
+            if self.opts.chargers:
+                tasks.append(tg.create_task(self._simulate_chargers(), name="chargers"))
             await self.stop.wait()
             if self.terminals is not None:  # log the simulated terminals out while we listen
                 await self.terminals.stop()
+            if self.charger_fleet is not None:
+                await self.charger_fleet.stop()
             for task in tasks:
                 task.cancel()
 
@@ -199,6 +233,21 @@ class Gateway:
         async with TerminalFleet(config) as fleet:
             self.terminals = fleet
             await fleet.run()  # until the fleet is stopped with the gateway
+
+    async def _simulate_chargers(self) -> None:
+        """``--chargers N``: N OCPP charge points (1.6 and 2.0.1 in turn) on this gateway's own
+        OCPP endpoint, charging in cycles with meter values every ``--charger-interval`` s."""
+        from gateway.ocpp_simulator import ChargerFleet, ChargerSimConfig
+
+        assert self.ocpp is not None
+        ocpp = self.cfg.ocpp
+        url = f"{'wss' if ocpp.tls else 'ws'}://127.0.0.1:{self.ocpp.port}{ocpp.path}"
+        config = ChargerSimConfig(
+            url=url, chargers=self.opts.chargers, interval_s=self.opts.charger_interval_s
+        )
+        async with ChargerFleet(config) as fleet:
+            self.charger_fleet = fleet
+            await fleet.run()
 
     # -- scheduled maintenance ---------------------------------------------------------------
 
@@ -260,6 +309,10 @@ class Gateway:
         )
         for listener in self.listeners:
             line += "  | " + listener.stats.summary()
+        if self.ocpp is not None:
+            line += "  | " + self.ocpp.status()
+        if self.charger_fleet is not None:
+            line += "  | " + self.charger_fleet.summary()
         if self.forwarders is not None and len(self.forwarders):
             line += "  | " + self.forwarders.status()
         tty = self.out.isatty()
@@ -298,6 +351,9 @@ async def run(cfg: Config, opts: RunOptions, out: TextIO = sys.stdout) -> int:
     if opts.simulate and not (cfg.listeners.gbt32960.enabled or cfg.listeners.jt808.enabled):
         out.write("silkgate: --simulate needs a listener: enable [listeners.gbt32960] or ")
         out.write("[listeners.jt808]\n")
+        return 2
+    if opts.chargers and not cfg.ocpp.enabled:
+        out.write("silkgate: --chargers needs the OCPP endpoint: enable [ocpp]\n")
         return 2
     try:
         await gw.serve()
