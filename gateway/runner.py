@@ -174,6 +174,7 @@ class Gateway:
         from gateway.ocpp.service import OcppService  # FastAPI / uvicorn only when enabled
 
         assert self.pool is not None and self.pipeline is not None
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # a line per handshake
         ocpp = self.cfg.ocpp
         self.ocpp = OcppService(
             ocpp, self.pool, self.pipeline, registry, max_pending=self.cfg.commands.max_pending
