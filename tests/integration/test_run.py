@@ -96,3 +96,57 @@ def test_run_with_simulator_stores_data_and_stops_cleanly(schema_dsn: str, tmp_p
         ("jt808", "logout"): 20,
     }, events
     assert _count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_run_with_simulated_chargers_stores_ocpp_data(schema_dsn: str, tmp_path: Path) -> None:
+    """`--chargers N`: OCPP 1.6 and 2.0.1 charge points on the gateway's own endpoint boot,
+    charge with meter values and stop; everything they report is stored."""
+    config = tmp_path / "silkgate.toml"
+    config.write_text(
+        f'[database]\ndsn = "{schema_dsn}"\n'
+        f'[spool]\npath = "{tmp_path / "spool"}"\n'
+        "[pipeline]\nbatch_age_ms = 20\n"
+        '[ocpp]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
+        'unknown_chargers = "accept"\nunknown_boot_status = "Accepted"\n'
+        'unknown_id_tokens = "Accepted"\nsecurity_profile = 0\n'
+    )
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cli", "run", "--config", str(config)),
+            *("--chargers", "6", "--charger-interval", "0.1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"}
+        | {"PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # until the chargers have been through a few charging sessions
+        lines.append(line)
+        if (
+            "answered" in line
+            and int(line.split(" answered")[0].split()[-1].replace(",", "")) >= 150
+        ):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    lines += out.splitlines(keepends=True)
+    assert proc.returncode == 0, "".join(lines)
+    for protocol in ("ocpp1.6", "ocpp2.0.1"):
+        where = f"WHERE protocol = '{protocol}'"
+        assert _count(schema_dsn, f"SELECT count(*) FROM charger_status {where}") > 0, protocol
+        assert _count(schema_dsn, f"SELECT count(*) FROM meter_values {where}") > 0, protocol
+        sessions = f"SELECT count(*) FROM charging_sessions {where} AND event = 'stop'"
+        assert _count(schema_dsn, sessions) > 0, protocol
+        # energy is stored in Wh whatever unit the charger used (the simulator sends kWh)
+        energy = (
+            f"SELECT min(value) FROM meter_values {where} "
+            "AND measurand = 'Energy.Active.Import.Register'"
+        )
+        assert _count(schema_dsn, f"SELECT ({energy})::bigint") >= 100_000, protocol
+    assert _count(schema_dsn, "SELECT count(*) FROM charger_events WHERE event = 'boot'") == 6
+    assert _count(schema_dsn, "SELECT count(*) FROM raw_frames WHERE protocol LIKE 'ocpp%'") > 0
+    assert _count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
