@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # dev extra, as the ocpp package
 
 from gateway.ocpp.messages import decode_request
+
+# Run as a script, this folder is sys.path[0], and benchmarks/ocpp.py would shadow the ocpp
+# package whose schemas files("ocpp") reads.
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 
 STAMP = "2026-11-27T08:00:00.123Z"
 
