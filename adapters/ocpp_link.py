@@ -64,6 +64,7 @@ pongs included (set by the server's WebSocket protocol; absent elsewhere)."""
 _CLOSE_REASONS: Final = {1006: CONNECTION_LOST, 1009: MESSAGE_TOO_BIG}
 _SHORT_VERSION: Final = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 _INTERNAL_ERROR: Final = "InternalError"
+_TRIGGERS: Final = frozenset({"TriggerMessage", "ExtendedTriggerMessage"})
 
 
 class RelayLink(Protocol):
@@ -141,6 +142,11 @@ class ChargerConnection:
         ``RpcUsageError`` for an action the version does not have."""
         if self.closing:
             return CallAborted("", action, request, False)
+        if action in _TRIGGERS:
+            # 2.0.1 B02.FR.09: a station whose boot is Pending may send what it was asked for
+            message = getattr(request, "requestedMessage", None)
+            if isinstance(message, str):
+                self.session.triggered.add(message)
         out = self.rpc.call(action, request, self._loop.time(), timeout_s)
         fut: asyncio.Future[CallOutcome] = self._loop.create_future()
         self._calls[out.unique_id] = fut
@@ -361,9 +367,9 @@ class ChargerConnection:
             peer=self.session.peer,
             protocol=self.session.version,
             reason=reason,
-            # dead_letters has no device column: the identity leads the message
-            message=f"{self.session.charger_id}: {description}",
+            message=description,
             raw=raw,
+            device_id=self.session.charger_id,
         )
 
     # -- sending and our CALLs ---------------------------------------------------------------

@@ -317,10 +317,11 @@ class OcppServer:
             return
         await websocket.accept(subprotocol=version)
         session = ChargerSession(charger_id=identity, version=version, peer=peer, device=device)
+        bridged = self.bridge is not None and self.bridge.for_charger(identity) is not None
         rpc = RpcConnection(
             version,
             messages,
-            supported=self.central.supported(version),
+            supported=self.central.supported(version, bridged=bridged),
             max_message_bytes=cfg.max_message_bytes,
             max_open_calls=cfg.max_open_calls,
         )

@@ -295,6 +295,7 @@ class DeadLetter(msgspec.Struct, kw_only=True, gc=False):
     message: str
     raw: bytes
     offset: int | None = None
+    device_id: str | None = None  # when the adapter knows it (OCPP charger identity, ...)
 
 
 Record = VehicleRealtime | Position | Alarm | SessionEvent

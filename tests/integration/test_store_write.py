@@ -26,6 +26,7 @@ from gateway.codecs.jt808 import reference as jt_ref
 from gateway.normalize import normalize
 from gateway.records import (
     Alarm,
+    ChargerEvent,
     ChargerStatus,
     ChargingSession,
     CustomBlock,
@@ -238,6 +239,16 @@ def _full_records(vin: str = "LTESTFULL00000001") -> list[StoredRecord]:
             extra={"vendor": {"max_power_w": 360000}},
             received_at=RECEIVED,
         ),
+        ChargerEvent(
+            charger_id=f"CP-{vin}",
+            time=T0,
+            event="security_event",
+            protocol="ocpp2.0.1",
+            key="FirmwareUpdated:v2",
+            detail={"type": "FirmwareUpdated", "techInfo": "v2", "nested": [1, "x", None]},
+            station_id="ST-KL-01",
+            received_at=RECEIVED,
+        ),
         SwapEvent(
             station_id=f"SW-{vin}",
             time=T0,
@@ -274,6 +285,7 @@ def _full_records(vin: str = "LTESTFULL00000001") -> list[StoredRecord]:
             message="checksum 0x12, computed 0xAB",
             raw=b"~\x02\x00\x00~",
             offset=52,
+            device_id="013800138000",
         ),
     ]
 
@@ -311,6 +323,7 @@ def _sparse_records(vin: str = "LTESTSPARSE000001") -> list[StoredRecord]:
         ChargingSession(
             charger_id=f"CP-{vin}", transaction_id="t-1", time=T0, event="start", protocol="ocpp1.6"
         ),
+        ChargerEvent(charger_id=f"CP-{vin}", time=T0, event="boot", protocol="ocpp1.6"),
         SwapEvent(station_id=f"SW-{vin}", time=T0, result="aborted"),
         RawFrame(frame_id=uuid4(), received_at=RECEIVED, peer="p", protocol="jt808", frame=b"~~"),
         DeadLetter(
