@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import signal
 import socket
 import sys
@@ -56,6 +55,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.procstats import cpu_s, postgres_cpu_s, raise_nofile, rss_kib
 from gateway.store.testing import create_schema, drop_schema, local_dsn, with_search_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,39 +71,6 @@ Fields = dict[str, Any]  # the fields of one output line
 def emit(bench: str, impl: str, **fields: object) -> None:
     load1 = round(os.getloadavg()[0], 2)
     print(json.dumps({"bench": bench, "impl": impl, **fields, "load1": load1}), flush=True)
-
-
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the children
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_cpu_s() -> float:
-    """CPU seconds of every PostgreSQL process on the machine (take differences)."""
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (proc / "comm").read_text().strip() == "postgres":
-                    total += _cpu_s(int(proc.name))
-    return total
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def _free_port() -> int:
@@ -292,7 +259,7 @@ class CpuWindow:
         self.used = (0.0, 0.0)
 
     async def __call__(self, event: dict[str, object]) -> None:
-        now = (_cpu_s(self.pid), _postgres_cpu_s())
+        now = (cpu_s(self.pid), postgres_cpu_s())
         if event["event"] == "measuring":
             self.start = now
         elif event["event"] == "measured":
@@ -307,13 +274,13 @@ class CpuWindow:
 
 async def idle(server: Server, args: argparse.Namespace) -> Fields:
     """``--idle`` charge points booted, then held; the server's memory per connection."""
-    before = _rss_kib(server.pid)
+    before = rss_kib(server.pid)
     seen: dict[str, object] = {}
 
     async def held(event: dict[str, object]) -> None:
         if event["event"] != "held":
             return
-        seen["rss"] = _rss_kib(server.pid)
+        seen["rss"] = rss_kib(server.pid)
         seen["alive"] = event["alive"]
 
     res = await run_load(
@@ -448,7 +415,7 @@ async def bench(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    _raise_nofile()
+    raise_nofile()
     started = time.perf_counter()
     impls = ["ocpp-library", "silkgate"] if args.impl == "both" else [args.impl]
     results: dict[str, dict[str, Fields]] = {}

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -46,6 +45,7 @@ import asyncpg
 
 from gateway.adapters.tcp import loop_factory
 from gateway.config import PipelineConfig
+from gateway.procstats import cpu_s, postgres_cpu_s, raise_nofile, rss_kib
 from gateway.store.testing import create_schema, drop_schema, local_dsn, with_search_path
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
@@ -59,40 +59,6 @@ def _dsn() -> str:
 def emit(bench: str, **fields: object) -> None:
     load1 = round(os.getloadavg()[0], 2)
     print(json.dumps({"bench": bench, "impl": "silkgate", **fields, "load1": load1}), flush=True)
-
-
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the gateway
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_cpu_s() -> float:
-    """CPU seconds of every PostgreSQL process on the machine (backends come and go, so
-    callers take differences over a phase)."""
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (proc / "comm").read_text().strip() == "postgres":
-                    total += _cpu_s(int(proc.name))
-    return total
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 class Gateway:
@@ -205,9 +171,9 @@ async def throughput(gw: Gateway, dsn: str, protocol: str, args: argparse.Namesp
     )
     async with TerminalFleet(cfg) as fleet:
         await fleet.wait_online(120)
-        cpu = (_cpu_s(gw.pid), _postgres_cpu_s(), time.process_time())
+        cpu = (cpu_s(gw.pid), postgres_cpu_s(), time.process_time())
         stats = await fleet.run()
-        gw_cpu, pg_cpu = _cpu_s(gw.pid) - cpu[0], _postgres_cpu_s() - cpu[1]
+        gw_cpu, pg_cpu = cpu_s(gw.pid) - cpu[0], postgres_cpu_s() - cpu[1]
         sim_cpu = time.process_time() - cpu[2]
     s = getattr(stats, protocol)
     table = "vehicle_realtime" if protocol == "gbt32960" else "positions"
@@ -259,7 +225,7 @@ async def latency(gw: Gateway, args: argparse.Namespace) -> None:
 
 async def idle_memory(gw: Gateway, args: argparse.Namespace) -> None:
     """``--idle`` terminals (half of each protocol) logged in, then idle."""
-    before = _rss_kib(gw.pid)
+    before = rss_kib(gw.pid)
     cfg = _sim(
         gw,
         gbt=args.idle // 2,
@@ -275,7 +241,7 @@ async def idle_memory(gw: Gateway, args: argparse.Namespace) -> None:
     try:
         await fleet.wait_online(300)
         await asyncio.sleep(2)  # let the gateway settle (registry writes, session events)
-        after = _rss_kib(gw.pid)
+        after = rss_kib(gw.pid)
     finally:
         await fleet.stop()
     emit(
@@ -288,7 +254,7 @@ async def idle_memory(gw: Gateway, args: argparse.Namespace) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    _raise_nofile()
+    raise_nofile()
     started = time.perf_counter()
     async with scratch(_dsn()) as dsn:
         with tempfile.TemporaryDirectory(prefix="silkgate-tcp-bench-") as tmp:
