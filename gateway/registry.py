@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 
 from gateway.pipeline import is_outage
+from gateway.ttl_cache import TtlCache
 
 VEHICLE: Final = "vehicle"
 TERMINAL: Final = "terminal"
@@ -135,10 +136,7 @@ class Registry:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
-        self._ttl = ttl_s
-        self._max = max_entries
-        self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, Device]] = {}
+        self._cache: TtlCache[tuple[str, str], Device] = TtlCache(ttl_s, max_entries, clock)
         self.stats = RegistryStats()
 
     async def vehicle(self, vin: str) -> Device:
@@ -178,7 +176,7 @@ class Registry:
             vin=row["vin"] if row else None,
             auth_code_hash=code_hash,
         )
-        self._put((TERMINAL, reg.phone), device)
+        self._cache.put((TERMINAL, reg.phone), device)
         return device
 
     async def record_auth(self, phone: str, at: datetime) -> None:
@@ -187,14 +185,13 @@ class Registry:
 
     def invalidate(self, kind: str, key: str) -> None:
         """Forget a cached entry (after an operator changed the registry)."""
-        self._cache.pop((kind, key), None)
+        self._cache.discard((kind, key))
 
     async def _lookup(self, kind: str, key: str) -> Device:
-        now = self._clock()
-        entry = self._cache.get((kind, key))
-        if entry is not None and entry[0] > now:
+        entry = self._cache.lookup((kind, key))
+        if entry is not None and entry.fresh:
             self.stats.hits += 1
-            return entry[1]
+            return entry.value
         self.stats.misses += 1
         try:
             device = await self._fetch(kind, key)
@@ -203,9 +200,9 @@ class Registry:
                 raise
             self.stats.unavailable += 1
             if entry is not None:
-                return entry[1]
+                return entry.value
             return Device(device_id=key, known=False, verified=False)
-        self._put((kind, key), device)
+        self._cache.put((kind, key), device)
         return device
 
     async def _fetch(self, kind: str, key: str) -> Device:
@@ -236,10 +233,3 @@ class Registry:
             vin=row["vin"],
             auth_code_hash=row["auth_code_hash"],
         )
-
-    def _put(self, key: tuple[str, str], device: Device) -> None:
-        cache = self._cache
-        cache.pop(key, None)  # re-inserted last: insertion order is age order
-        cache[key] = (self._clock() + self._ttl, device)
-        while len(cache) > self._max:
-            del cache[next(iter(cache))]

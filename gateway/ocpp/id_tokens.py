@@ -33,6 +33,7 @@ from msgspec import UNSET
 
 from gateway.ocpp import v16, v201
 from gateway.pipeline import is_outage
+from gateway.ttl_cache import TtlCache
 
 _SELECT_SQL: Final = """
 SELECT operator_id, token_type, status, expires_at, parent_id_tag FROM id_tokens WHERE id_token = $1
@@ -77,22 +78,18 @@ class IdTokens:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
-        self._ttl = ttl_s
-        self._max = max_entries
-        self._clock = clock
-        self._cache: dict[str, tuple[float, IdTokenEntry | None]] = {}
+        self._cache: TtlCache[str, IdTokenEntry | None] = TtlCache(ttl_s, max_entries, clock)
 
     async def get(self, id_token: str) -> IdTokenEntry | None:
         """The list's row for ``id_token`` (None: not in the list)."""
-        now = self._clock()
-        cached = self._cache.get(id_token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self._cache.lookup(id_token)
+        if cached is not None and cached.fresh:
+            return cached.value
         try:
             row: Any = await self._pool.fetchrow(_SELECT_SQL, id_token)
         except Exception as exc:
             if cached is not None and is_outage(exc):
-                return cached[1]
+                return cached.value
             raise
         entry = (
             None
@@ -106,11 +103,7 @@ class IdTokens:
                 parent_id_tag=row["parent_id_tag"],
             )
         )
-        cache = self._cache
-        cache.pop(id_token, None)  # re-inserted last: insertion order is age order
-        cache[id_token] = (now + self._ttl, entry)
-        while len(cache) > self._max:
-            del cache[next(iter(cache))]
+        self._cache.put(id_token, entry)
         return entry
 
     def invalidate(self, id_token: str | None = None) -> None:
@@ -118,7 +111,7 @@ class IdTokens:
         if id_token is None:
             self._cache.clear()
         else:
-            self._cache.pop(id_token, None)
+            self._cache.discard(id_token)
 
     async def authorize(
         self,
