@@ -468,15 +468,23 @@ def build_reset(version: str, kind: str = "soft", *, evse_id: int | None = None)
     return request(V201, "Reset", payload)
 
 
+def _only(version: str, wanted: str, call: str, other: str) -> None:
+    """Raise :class:`WrongVersion` unless ``version`` is ``wanted`` (``other``: the call to use
+    on the other version)."""
+    if normalize_version(version) != wanted:
+        other_version = "2.0.1" if wanted == V16 else "1.6"
+        raise WrongVersion(
+            f"{call} is OCPP {wanted.removeprefix('ocpp')}: use {other} on an OCPP "
+            f"{other_version} charger"
+        )
+
+
 def build_change_configuration(version: str, key: str, value: object) -> Built:
     """ChangeConfiguration (1.6 only)."""
     if not isinstance(key, str) or not key:
         raise CommandError(f"change_configuration: key must be a non-empty text, not {key!r}")
     payload = {"key": key, "value": _text(value, f"change_configuration {key}")}
-    if normalize_version(version) != V16:
-        raise WrongVersion(
-            "change_configuration is OCPP 1.6: use set_variables on an OCPP 2.0.1 charger"
-        )
+    _only(version, V16, "change_configuration", "set_variables")
     return request(V16, "ChangeConfiguration", payload)
 
 
@@ -484,10 +492,7 @@ def build_set_variables(version: str, variables: object) -> Built:
     """SetVariables (2.0.1 only): ``(component, variable, value[, attribute])`` tuples or native
     SetVariableData objects."""
     payload = {"setVariableData": _variable_items(variables, "set_variables", True)}
-    if normalize_version(version) != V201:
-        raise WrongVersion(
-            "set_variables is OCPP 2.0.1: use change_configuration on an OCPP 1.6 charger"
-        )
+    _only(version, V201, "set_variables", "change_configuration")
     return request(V201, "SetVariables", payload)
 
 
@@ -498,10 +503,7 @@ def build_get_configuration(version: str, keys: Iterable[str] | None = None) -> 
         if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
             raise CommandError(f"get_configuration: keys must be a list of texts, not {keys!r}")
         payload["key"] = list(keys)
-    if normalize_version(version) != V16:
-        raise WrongVersion(
-            "get_configuration is OCPP 1.6: use get_variables on an OCPP 2.0.1 charger"
-        )
+    _only(version, V16, "get_configuration", "get_variables")
     return request(V16, "GetConfiguration", payload)
 
 
@@ -509,10 +511,7 @@ def build_get_variables(version: str, variables: object) -> Built:
     """GetVariables (2.0.1 only): ``(component, variable[, attribute])`` tuples or native
     GetVariableData objects."""
     payload = {"getVariableData": _variable_items(variables, "get_variables", False)}
-    if normalize_version(version) != V201:
-        raise WrongVersion(
-            "get_variables is OCPP 2.0.1: use get_configuration on an OCPP 1.6 charger"
-        )
+    _only(version, V201, "get_variables", "get_configuration")
     return request(V201, "GetVariables", payload)
 
 
