@@ -35,8 +35,11 @@ from gateway.ocpp import v16, v201
 from gateway.pipeline import is_outage
 from gateway.ttl_cache import TtlCache
 
+# OCPP ID tokens are case-insensitive (1.6 IdToken, 2.0.1 IdTokenType): matched on lower(),
+# which migration 0010 indexes (and keeps unique).
 _SELECT_SQL: Final = """
-SELECT operator_id, token_type, status, expires_at, parent_id_tag FROM id_tokens WHERE id_token = $1
+SELECT operator_id, token_type, status, expires_at, parent_id_tag FROM id_tokens
+WHERE lower(id_token) = lower($1)
 """
 
 NOT_AT_THIS_LOCATION: Final = "NotAtThisLocation"
@@ -82,7 +85,8 @@ class IdTokens:
 
     async def get(self, id_token: str) -> IdTokenEntry | None:
         """The list's row for ``id_token`` (None: not in the list)."""
-        cached = self._cache.lookup(id_token)
+        key = id_token.lower()
+        cached = self._cache.lookup(key)
         if cached is not None and cached.fresh:
             return cached.value
         try:
@@ -103,7 +107,7 @@ class IdTokens:
                 parent_id_tag=row["parent_id_tag"],
             )
         )
-        self._cache.put(id_token, entry)
+        self._cache.put(key, entry)
         return entry
 
     def invalidate(self, id_token: str | None = None) -> None:
@@ -111,7 +115,7 @@ class IdTokens:
         if id_token is None:
             self._cache.clear()
         else:
-            self._cache.discard(id_token)
+            self._cache.discard(id_token.lower())
 
     async def authorize(
         self,

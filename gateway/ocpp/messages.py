@@ -43,7 +43,7 @@ either case; offsets Z or +hh:mm, also +hhmm; fractions rounded to microseconds;
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
@@ -239,13 +239,71 @@ def encode(message: msgspec.Struct) -> bytes:
     data = _ENCODER.encode(message)
     if _SUB_MILLI.search(data) is None:
         return data
-    # Rare path (a time with sub-second digits, or a string that looks like one): rebuild the
-    # payload with the typed date-times as text, so string values are never touched.
+    # A time with sub-second digits (or a string that looks like one): the typed date-times
+    # are written as text, so string values are never touched.
+    cls = type(message)
+    times = _FLAT_TIMES.get(cls, _UNKNOWN)
+    if times is _UNKNOWN:
+        times = _FLAT_TIMES[cls] = _flat_times(cls)
+    if times is not None:
+        # A flat Struct (HeartbeatResponse, answered with the time of receipt): a copy with
+        # its date-time fields as text (replace() does not check types).
+        texts = {n: _millis(v) for n in times if isinstance(v := getattr(message, n), datetime)}
+        return _ENCODER.encode(msgspec.structs.replace(message, **texts))
     return _ENCODER.encode(_millis(msgspec.to_builtins(message, builtin_types=(datetime,))))
+
+
+_UNKNOWN: Final = ()
+_FLAT_TIMES: Final[dict[type, tuple[str, ...] | None]] = {}
+_SCALARS: Final = (
+    msgspec.inspect.StrType,
+    msgspec.inspect.IntType,
+    msgspec.inspect.FloatType,
+    msgspec.inspect.BoolType,
+    msgspec.inspect.NoneType,
+    msgspec.inspect.LiteralType,
+    msgspec.inspect.EnumType,
+)
+
+
+def _flat_times(cls: type) -> tuple[str, ...] | None:
+    """The date-time fields of a Struct type when no other date-time can be anywhere in it
+    (below its fields), else None."""
+    info = msgspec.inspect.type_info(cls)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return None
+    times: list[str] = []
+    for f in info.fields:
+        kinds = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        for kind in kinds:
+            if isinstance(kind, msgspec.inspect.DateTimeType):
+                times.append(f.name)
+            elif _holds_time(kind, set()):
+                return None
+    return tuple(dict.fromkeys(times))
+
+
+def _holds_time(kind: msgspec.inspect.Type, seen: set[type]) -> bool:
+    """Whether a value of ``kind`` may be or contain a datetime (unknown kinds: yes)."""
+    if isinstance(kind, _SCALARS):
+        return False
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return any(_holds_time(k, seen) for k in kind.types)
+    if isinstance(kind, msgspec.inspect.StructType):
+        if kind.cls in seen:
+            return False  # being looked at further up
+        seen.add(kind.cls)
+        return any(_holds_time(f.type, seen) for f in kind.fields)
+    if isinstance(kind, msgspec.inspect.ListType):
+        return _holds_time(kind.item_type, seen)
+    return True
 
 
 def _millis(value: Any) -> Any:
     if isinstance(value, datetime):
+        if value.tzinfo is UTC:  # msgspec's text cut (isoformat with timespec takes 3 us)
+            text = _ENCODER.encode(value).decode()  # "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
+            return text[1:24] + "Z" if value.microsecond >= 1000 else text[1:20] + "Z"
         text = value.isoformat(timespec="milliseconds" if value.microsecond >= 1000 else "seconds")
         return text[:-6] + "Z" if text.endswith("+00:00") else text
     if isinstance(value, dict):

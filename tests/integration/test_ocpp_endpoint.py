@@ -515,6 +515,7 @@ async def test_handler_failure_answers_internal_error(rig: Rig) -> None:
         assert (await call(ws, "Heartbeat", {}))[0] == 3  # the connection goes on
     await rig.eventually("dead_letters", "reason = 'handler_failure'")
     row = await rig.db.fetchrow("SELECT device_id, message FROM dead_letters")
+    assert row is not None
     assert (row["device_id"], row["message"]) == ("CP1", "MeterValues: RuntimeError: boom")
 
 
