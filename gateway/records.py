@@ -272,6 +272,54 @@ class SwapEvent(msgspec.Struct, kw_only=True, gc=False):
     received_at: datetime | None = None
 
 
+class StationStatus(msgspec.Struct, kw_only=True, gc=False):
+    """A swap station's overall state (silkgate swap message ``station_status``)."""
+
+    station_id: str
+    time: datetime
+    state: str  # "operating", "maintenance", "fault", "offline"
+    bays_total: int | None = None
+    bays_available: int | None = None  # bays holding a pack ready for a swap
+    batteries_charged: int | None = None
+    batteries_charging: int | None = None
+    power_w: float | None = None  # grid power drawn
+    faults: list[str] = msgspec.field(default_factory=list)
+    extra: dict[str, Any] | None = None
+    received_at: datetime | None = None
+
+
+class BatteryInventory(msgspec.Struct, kw_only=True, gc=False):
+    """One storage bay of a swap station and the pack in it (swap message ``inventory``)."""
+
+    station_id: str
+    time: datetime
+    bay: int
+    state: str  # "empty", "ready", "charging", "waiting", "reserved", "fault", "disabled"
+    pack_id: str | None = None
+    soc_pct: float | None = None
+    soh_pct: float | None = None
+    energy_wh: float | None = None  # stored in the pack
+    temperature_c: float | None = None
+    received_at: datetime | None = None
+
+
+class BatteryCharging(msgspec.Struct, kw_only=True, gc=False):
+    """A pack charging in a swap station's bay (swap message ``charging``)."""
+
+    station_id: str
+    time: datetime
+    bay: int
+    state: str  # "waiting", "charging", "paused", "complete", "fault"
+    pack_id: str | None = None
+    soc_pct: float | None = None
+    power_w: float | None = None
+    voltage_v: float | None = None
+    current_a: float | None = None  # positive into the pack
+    energy_wh: float | None = None  # charged in this charge so far
+    temperature_c: float | None = None
+    received_at: datetime | None = None
+
+
 class RawFrame(msgspec.Struct, kw_only=True, gc=False):
     """A frame exactly as received (the compliance archive; device times stay as sent)."""
 
@@ -301,7 +349,16 @@ class DeadLetter(msgspec.Struct, kw_only=True, gc=False):
 Record = VehicleRealtime | Position | Alarm | SessionEvent
 """Records normalized from vehicle protocols (GB/T 32960, JT/T 808)."""
 
-ChargeRecord = ChargerStatus | MeterValue | ChargingSession | ChargerEvent | SwapEvent
+ChargeRecord = (
+    ChargerStatus
+    | MeterValue
+    | ChargingSession
+    | ChargerEvent
+    | SwapEvent
+    | StationStatus
+    | BatteryInventory
+    | BatteryCharging
+)
 """Records from chargers and swap stations."""
 
 ArchiveRecord = RawFrame | DeadLetter

@@ -124,6 +124,9 @@ SPECS: tuple[TableSpec, ...] = (
         jsonb=("detail",),
     ),
     _spec("swap_events", rec.SwapEvent, ("station_id", "bay", "time"), jsonb=("extra",)),
+    _spec("station_status", rec.StationStatus, ("station_id", "time"), jsonb=("extra",)),
+    _spec("battery_inventory", rec.BatteryInventory, ("station_id", "bay", "time")),
+    _spec("battery_charging", rec.BatteryCharging, ("station_id", "bay", "time")),
     # The archive's received_at is the frame's identity (part of the key): no fallback.
     _spec("raw_frames", rec.RawFrame, ("frame_id", "received_at"), sources=_AS_GIVEN),
     _spec("dead_letters", rec.DeadLetter, ("frame_id", "received_at"), sources=_AS_GIVEN),

@@ -35,6 +35,9 @@ HYPERTABLES: tuple[str, ...] = (
     "charging_sessions",
     "charger_events",
     "swap_events",
+    "station_status",
+    "battery_inventory",
+    "battery_charging",
     "raw_frames",
     "dead_letters",
 )
