@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -61,10 +61,24 @@ ACTIVITY: Final = "silkgate.activity"
 """ASGI scope extension: ``{"last": loop time}`` of the last bytes from the peer, pings and
 pongs included (set by the server's WebSocket protocol; absent elsewhere)."""
 
+WIRE: Final = "silkgate.wire"
+"""ASGI scope extension: the server's WebSocket protocol (a :class:`Wire`), whose ``receive``
+and ``send_text`` the connection uses instead of the ASGI wrappers (absent elsewhere)."""
+
 _CLOSE_REASONS: Final = {1006: CONNECTION_LOST, 1009: MESSAGE_TOO_BIG}
 _SHORT_VERSION: Final = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 _INTERNAL_ERROR: Final = "InternalError"
 _TRIGGERS: Final = frozenset({"TriggerMessage", "ExtendedTriggerMessage"})
+
+
+class Wire(Protocol):
+    """The WebSocket protocol under the ASGI app (``gateway.adapters.ocpp_ws._WsProtocol``):
+    ASGI's ``receive``, and ``send_text(text)`` meaning ``send({"type": "websocket.send",
+    "text": text})``."""
+
+    async def receive(self) -> Any: ...
+
+    async def send_text(self, text: str) -> None: ...
 
 
 class RelayLink(Protocol):
@@ -110,8 +124,14 @@ class ChargerConnection:
         self._loop = asyncio.get_running_loop()
         self._short = _SHORT_VERSION.get(session.version, session.version)
         self.last_rx = self._loop.time()
-        activity = (ws.scope.get("extensions") or {}).get(ACTIVITY)
+        extensions = ws.scope.get("extensions") or {}
+        activity = extensions.get(ACTIVITY)
         self._activity: dict[str, float] | None = activity if isinstance(activity, dict) else None
+        wire: Wire | None = extensions.get(WIRE)
+        self._receive: Callable[[], Awaitable[Any]] = ws.receive if wire is None else wire.receive
+        self._send_text: Callable[[str], Awaitable[None]] | None = (
+            None if wire is None else wire.send_text
+        )
         self.busy = False  # a message is being handled
         self.closing = False  # nothing more is read or sent
         self.close_code: int | None = None
@@ -165,7 +185,7 @@ class ChargerConnection:
 
     async def run(self) -> None:
         """Read and handle messages until the connection ends."""
-        receive = self._ws.receive
+        receive = self._receive
         while not self.closing:
             message = await receive()
             kind = message["type"]
@@ -178,6 +198,7 @@ class ChargerConnection:
                     if text is not None
                     else bytes(message.get("bytes") or b"")
                 )
+                del message, text  # not kept while waiting for the next message
                 self.busy = True
                 try:
                     await self._on_message(raw)
@@ -186,6 +207,7 @@ class ChargerConnection:
                     await self.close(1011, "internal error", ERROR)
                 finally:
                     self.busy = False
+                del raw
                 if self._drain:
                     await self.close(1001, "server shutting down", SHUTDOWN)
             elif kind == "websocket.disconnect":
@@ -379,7 +401,10 @@ class ChargerConnection:
         if self.closing:
             return False
         try:
-            await self._ws.send({"type": "websocket.send", "text": text})
+            if self._send_text is not None:
+                await self._send_text(text)
+            else:
+                await self._ws.send({"type": "websocket.send", "text": text})
         except Exception as exc:  # the peer is gone (ClientDisconnected, closed state)
             log.debug("%s: send failed: %s", self.charger_id, exc)
             return False

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -35,9 +36,11 @@ from typing import Any, Final, Protocol
 import uvicorn
 from fastapi import FastAPI
 from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Match
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+from websockets.protocol import State
 
 from gateway.adapters.limits import ConnectionLimiter, ListenerStats
 from gateway.adapters.ocpp_auth import (
@@ -52,6 +55,7 @@ from gateway.adapters.ocpp_link import (
     ACTIVITY,
     DISPLACED,
     IDLE_TIMEOUT,
+    WIRE,
     ChargerConnection,
     RelayLink,
     Shared,
@@ -71,6 +75,9 @@ log = logging.getLogger("silkgate.ocpp")
 
 _CLOSE_NO_SUBPROTOCOL: Final = 1002
 _GRACEFUL_S: Final = 5
+_FIN_TEXT: Final = 0x81  # a server frame: FIN, opcode 1 (text), unmasked
+_HEAD16: Final = struct.Struct("!BBH")
+_HEAD64: Final = struct.Struct("!BBQ")
 
 
 class BridgeOpener(Protocol):
@@ -91,21 +98,64 @@ class _Server(uvicorn.Server):
         yield
 
 
+class _Inbox:
+    """What uvicorn's protocol uses of its ``asyncio.Queue`` (``put_nowait``, ``get``,
+    ``empty``), for its one consumer (the app's task): a list and a future. An asyncio.Queue
+    is four deques and an Event, about 3.5 KiB per idle connection."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
 class _WsProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets sans-I/O protocol, plus the time of the last bytes received (data,
     pings and pongs alike; the app sees only data) in the scope's extension
-    ``silkgate.activity`` (``{"last": loop time}``), and minus a spurious error log: after a
-    denial response (401, 404, ...) uvicorn takes the handshake for never completed and logs
-    "ASGI callable returned without completing handshake" for every refused charger."""
+    ``silkgate.activity`` (``{"last": loop time}``), itself in the extension ``silkgate.wire``
+    (the connection's fast path: :meth:`receive` and :meth:`send_text` without the ASGI
+    wrappers), and minus a spurious error log: after a denial response (401, 404, ...) uvicorn
+    takes the handshake for never completed and logs "ASGI callable returned without
+    completing handshake" for every refused charger. Lighter per idle connection: an
+    :class:`_Inbox` for uvicorn's queue, and the handshake's request and response let go once
+    accepted."""
 
     _activity: dict[str, float] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:  # the app runs: the handshake is up to it
             self._activity = {"last": self.loop.time()}
-            scope.setdefault("extensions", {})[ACTIVITY] = self._activity
+            extensions = scope.setdefault("extensions", {})
+            extensions[ACTIVITY] = self._activity
+            extensions[WIRE] = self
 
     def data_received(self, data: bytes) -> None:
         if self._activity is not None:
@@ -114,8 +164,66 @@ class _WsProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+        kind = message["type"]
+        if kind == "websocket.accept":
+            # The handshake's request and response (their headers: 3 KiB) are not read again.
+            self.__dict__.pop("request", None)
+            self.__dict__.pop("response", None)
+        elif kind == "websocket.http.response.body" and not message.get("more_body"):
             self.handshake_complete = True
+
+    async def send_text(self, text: str) -> None:
+        """``send({"type": "websocket.send", "text": text})``, cheaper: no ASGI message, and
+        the frame (unmasked, unfragmented, no extension: the only kind sent here) is made here
+        instead of by websockets' ``Frame.serialize``. Anything else than an open connection
+        takes :meth:`send` (which raises ``ClientDisconnected`` when the peer is gone)."""
+        if not self.writable.is_set():
+            await self.writable.wait()
+        conn = self.conn
+        if (
+            self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or conn.state is not State.OPEN
+            or conn.expect_continuation_frame
+            or conn.extensions
+            or conn.debug
+        ):
+            await self.send({"type": "websocket.send", "text": text})
+            return
+        data = text.encode()
+        n = len(data)
+        if n < 126:
+            head = bytes((_FIN_TEXT, n))
+        elif n < 65536:
+            head = _HEAD16.pack(_FIN_TEXT, 126, n)
+        else:
+            head = _HEAD64.pack(_FIN_TEXT, 127, n)
+        queued = conn.data_to_send()  # normally empty: uvicorn flushes after every event
+        self.transport.write(b"".join((*queued, head, data)) if queued else head + data)
+
+
+class _Front:
+    """The ASGI app uvicorn runs: a WebSocket to the charger route goes straight to the
+    endpoint with uvicorn's own ``receive`` and ``send``; anything else to the FastAPI app.
+    FastAPI's middleware stack would wrap both callables and sit in every connection's task
+    for its lifetime (about 20 coroutine frames resumed on every message, and kept in memory
+    per connection); it has nothing to do for this route. The route's own matching decides,
+    so what reaches the endpoint is exactly what FastAPI would route to it."""
+
+    def __init__(self, server: OcppServer, route: BaseRoute) -> None:
+        self._server = server
+        self._route = route
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            match, child = self._route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)
+                await self._server._endpoint(WebSocket(scope, receive, send))
+                return
+        await self._server.app(scope, receive, send)
 
 
 def _bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -156,9 +264,12 @@ class OcppServer:
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._ended: set[asyncio.Event] = set()
+        self._ended: set[asyncio.Future[None]] = (
+            set()
+        )  # one per admitted handshake, done at its end
         self.app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         self.app.add_api_websocket_route(self._prefix + "{charge_point_id:path}", self._endpoint)
+        self._front = _Front(self, self.app.router.routes[-1])
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -166,7 +277,7 @@ class OcppServer:
         """Listen (in this event loop; ``cfg.port`` 0 picks a free port: see :attr:`port`)."""
         cfg = self.cfg
         config = uvicorn.Config(
-            self.app,
+            self._front,
             http="httptools",
             ws=_WsProtocol,
             ws_max_size=4 * cfg.max_message_bytes + 1024,
@@ -215,11 +326,9 @@ class OcppServer:
             self._sweeper = None
         for conn in list(self.connections):
             conn.shutdown()
-        ended = [asyncio.ensure_future(e.wait()) for e in self._ended]
+        ended = list(self._ended)
         if ended:
-            _, late = await asyncio.wait(ended, timeout=10.0 if timeout is None else timeout)
-            for waiter in late:
-                waiter.cancel()
+            await asyncio.wait(ended, timeout=10.0 if timeout is None else timeout)
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
             await self._serving
@@ -257,13 +366,15 @@ class OcppServer:
                 websocket, Refusal(503, "too many connections", {"Retry-After": "30"}), limit
             )
             return
-        ended = asyncio.Event()
+        ended: asyncio.Future[None] = (
+            asyncio.get_running_loop().create_future()
+        )  # (an Event: 1 KiB)
         self._ended.add(ended)
         try:
             await self._admit(websocket, identity, peer)
         finally:
             self.limiter.release(ip)
-            ended.set()
+            ended.set_result(None)
             self._ended.discard(ended)
 
     def _identity(self, websocket: WebSocket) -> str:

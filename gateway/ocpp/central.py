@@ -218,14 +218,21 @@ class CentralSystem:
             },
         }
         self._empty = {V16: _EMPTY_16, V201: _EMPTY_201}
+        self._supported: dict[tuple[str, bool], frozenset[str]] = {}
 
     def supported(self, version: str, *, bridged: bool = False) -> frozenset[str]:
         """The charger-initiated actions of ``version`` this central system answers with a
         CALLRESULT (``RpcConnection(supported=)``; the others get NotSupported there, and
         from :meth:`handle` too). ``bridged``: also those only an upstream CSMS can answer
         (SignCertificate, ...), which :meth:`handle` passes through when given the answer."""
-        actions = frozenset(self._sync[version]) | frozenset(self._async[version])
-        return actions | frozenset(_NOT_SUPPORTED[version]) if bridged else actions
+        key = (version, bridged)
+        actions = self._supported.get(key)
+        if actions is None:  # one set shared by the connections (RpcConnection keeps it)
+            actions = frozenset(self._sync[version]) | frozenset(self._async[version])
+            if bridged:
+                actions |= frozenset(_NOT_SUPPORTED[version])
+            self._supported[key] = actions
+        return actions
 
     # ------------------------------------------------------------------ entry points
 

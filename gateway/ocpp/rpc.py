@@ -153,8 +153,10 @@ class RpcConnection:
         self._counter = 0
         self._open: dict[str, str] = {}  # the charger's CALLs awaiting our answer: id -> action
         self._outstanding: _Pending | None = None
-        self._queue: deque[_Pending] = deque()
-        self._timed_out: deque[str] = deque(maxlen=_RECENT_TIMEOUTS)
+        # Lists, and the timed-out ids made on first use: an empty deque takes 700 bytes, and
+        # most connections never queue or time out a CALL.
+        self._queue: list[_Pending] = []
+        self._timed_out: deque[str] | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -366,7 +368,7 @@ class RpcConnection:
         """The next queued CALL's text when none is outstanding (it becomes outstanding)."""
         if self._outstanding is not None or not self._queue:
             return None
-        self._outstanding = self._queue.popleft()
+        self._outstanding = self._queue.pop(0)
         return self._outstanding.text
 
     def deadline(self) -> float | None:
@@ -404,17 +406,19 @@ class RpcConnection:
         return pending
 
     def _late(self, unique_id: str) -> bool:
-        return unique_id in self._timed_out
+        return self._timed_out is not None and unique_id in self._timed_out
 
     def _expire(self, now: float) -> list[Event]:
         events: list[Event] = []
         p = self._outstanding
         if p is not None and p.deadline <= now:
             self._outstanding = None
+            if self._timed_out is None:
+                self._timed_out = deque(maxlen=_RECENT_TIMEOUTS)
             self._timed_out.append(p.unique_id)
             events.append(CallTimeout(p.unique_id, p.action, p.request, True))
         if self._queue and any(q.deadline <= now for q in self._queue):
-            keep: deque[_Pending] = deque()
+            keep: list[_Pending] = []
             for q in self._queue:
                 if q.deadline <= now:
                     events.append(CallTimeout(q.unique_id, q.action, q.request, False))

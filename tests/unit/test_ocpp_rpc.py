@@ -631,7 +631,11 @@ def test_code_tables() -> None:
 
 _SAFE_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _SAFE_TEXT,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _SAFE_TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_SAFE_TEXT, inner, max_size=4),
     max_leaves=8,
 )
