@@ -23,7 +23,9 @@ within ``mqtt.dedup_window_s`` (by the unique index on ``(frame_id, received_at)
 the earlier copy was committed in one transaction with its records, so the redelivery is
 acknowledged without being stored again. Messages without DUP were never sent to the session
 before and are always stored (a publisher that publishes the same bytes twice gets two archive
-rows; the normalized tables' natural keys keep one reading).
+rows, with the same frame id; the normalized tables' natural keys keep one reading). Retained
+messages are checked like DUP ones: a subscription made anew (after a lost session) gets them
+again.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ class MqttAdapter:
         """Connect (in the background, retrying) and start consuming."""
         self.intake.start()
         self._task = asyncio.get_running_loop().create_task(self._consume(), name="mqtt-adapter")
+        self._task.add_done_callback(_report_end)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop taking messages, wait up to ``timeout`` s for the submitted ones to become
@@ -171,7 +174,7 @@ class MqttAdapter:
     def status(self) -> str:
         """One line for the live status."""
         st, it = self.stats, self.intake.stats
-        state = "up" if it.connected else "DOWN"
+        state = "up" if it.connected else "DOWN" if self._task is not None else "stopped"
         return (
             f"mqtt {state}: {st.messages:,} msgs, {st.dead_letters:,} dead, "
             f"{it.redelivered:,} redelivered, {st.duplicates:,} dup skipped, "
@@ -227,7 +230,7 @@ class MqttAdapter:
         stored: set[uuid.UUID] = set()
         ask: list[uuid.UUID] = []
         for m in messages:
-            if not m.delivery.dup or m.fid in stored:
+            if not _resent(m.delivery) or m.fid in stored:
                 continue
             earlier = self._pending.get(m.fid)
             if earlier is not None:
@@ -243,7 +246,7 @@ class MqttAdapter:
         out: list[_Message] = []
         seen: set[uuid.UUID] = set()
         for m in messages:
-            if m.delivery.dup and (m.fid in stored or m.fid in seen):
+            if _resent(m.delivery) and (m.fid in stored or m.fid in seen):
                 self.stats.duplicates += 1
                 continue
             seen.add(m.fid)
@@ -291,9 +294,17 @@ class MqttAdapter:
             dead = _dead(fid, now, peer, NO_ROUTE_PROTOCOL, "no_route", "no route", d.payload)
             dead.message = f"topic {d.topic!r} matches no [[mqtt.routes]] filter"
             return _Message(d, fid, [dead])
-        if route.codec == "swap":
-            return _Message(d, fid, self._swap(route, d, fid, now, peer))
-        return _Message(d, fid, self._frame(route, d, fid, now, peer))
+        try:
+            if route.codec == "swap":
+                return _Message(d, fid, self._swap(route, d, fid, now, peer))
+            return _Message(d, fid, self._frame(route, d, fid, now, peer))
+        except Exception as exc:  # a codec bug must not stop the intake: keep the payload
+            log.exception("mqtt: %s payload on %r failed to decode", route.codec, d.topic)
+            protocol = swap_normalize.PROTOCOL if route.codec == "swap" else route.codec
+            why = f"{type(exc).__name__}: {exc}"[:1000]
+            dead = _dead(fid, now, peer, protocol, "internal_error", why, d.payload)
+            dead.device_id = route.device_of(d.topic)
+            return _Message(d, fid, [dead])
 
     def _frame(
         self, route: MqttRoute, d: Delivery, fid: uuid.UUID, now: datetime, peer: str
@@ -347,6 +358,17 @@ class MqttAdapter:
             )
         )
         return records
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("mqtt: the adapter stopped taking messages: %r", exc, exc_info=exc)
+
+
+def _resent(d: Delivery) -> bool:
+    """A delivery the broker may have sent before: DUP set, or a retained message (sent again
+    when a lost session's subscription is made anew)."""
+    return d.dup or d.retain
 
 
 def _same_device(codec: str, topic_device: str, frame_device: str | None) -> bool:

@@ -24,6 +24,7 @@ from gateway.config_base import (
 )
 from gateway.config_base import Section as _Section
 from gateway.forward.config import ForwardConfig
+from gateway.mqtt_config import MqttConfig
 
 __all__ = ["Fraction", "NonNegative", "NonNegativeFloat", "Port", "Positive", "PositiveFloat"]
 
@@ -284,6 +285,7 @@ class Config(_Section, frozen=True):
     commands: CommandsConfig = CommandsConfig()
     forward: ForwardConfig = ForwardConfig()
     ocpp: OcppConfig = OcppConfig()
+    mqtt: MqttConfig = MqttConfig()
 
     def database_dsn(self) -> str:
         """``database.dsn``, or SILKGATE_DSN when set (containers), with the password from

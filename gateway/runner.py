@@ -37,6 +37,7 @@ from gateway.store.timescale import HYPERTABLES, detect_features, refresh_rollup
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
 if TYPE_CHECKING:
+    from gateway.adapters.mqtt import MqttAdapter
     from gateway.ocpp.service import OcppService
     from gateway.ocpp_simulator import ChargerFleet
 
@@ -114,6 +115,7 @@ class Gateway:
         self.terminals: TerminalFleet | None = None  # --simulate
         self.forwarders: Forwarders | None = None
         self.ocpp: OcppService | None = None
+        self.mqtt: MqttAdapter | None = None
         self.charger_fleet: ChargerFleet | None = None  # --chargers
 
     async def serve(self) -> None:
@@ -135,6 +137,8 @@ class Gateway:
                     await listener.stop()
                 if self.ocpp is not None:
                     await self.ocpp.stop()
+                if self.mqtt is not None:  # before the pipeline: its acks wait for commits
+                    await self.mqtt.stop(timeout=self.cfg.pipeline.shutdown_grace_s)
                 await self.pipeline.close(timeout=self.cfg.pipeline.shutdown_grace_s)
                 await self.forwarders.close()  # after the last commits: they may forward them
             self._print_status(final=True)
@@ -169,6 +173,20 @@ class Gateway:
             )
         if self.cfg.ocpp.enabled:
             await self._start_ocpp(registry)
+        if self.cfg.mqtt.enabled:
+            self._start_mqtt()
+
+    def _start_mqtt(self) -> None:
+        from gateway.adapters.mqtt import MqttAdapter  # aiomqtt only when enabled
+
+        assert self.pool is not None and self.pipeline is not None
+        mqtt = self.cfg.mqtt
+        self.mqtt = MqttAdapter(mqtt, self.pipeline, self.pool)
+        self.mqtt.start()  # connects in the background, retrying with backoff
+        self.out.write(
+            f"mqtt: {mqtt.host}:{mqtt.port} as {mqtt.client_id!r}, "
+            f"{len(mqtt.routes)} route{'s' if len(mqtt.routes) != 1 else ''}\n"
+        )
 
     async def _start_ocpp(self, registry: Registry) -> None:
         from gateway.ocpp.service import OcppService  # FastAPI / uvicorn only when enabled
@@ -312,6 +330,8 @@ class Gateway:
             line += "  | " + listener.stats.summary()
         if self.ocpp is not None:
             line += "  | " + self.ocpp.status()
+        if self.mqtt is not None:
+            line += "  | " + self.mqtt.status()
         if self.charger_fleet is not None:
             line += "  | " + self.charger_fleet.summary()
         if self.forwarders is not None and len(self.forwarders):
