@@ -226,9 +226,9 @@ class _Front:
         await self._server.app(scope, receive, send)
 
 
-def _bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+def _bind(host: str, port: int, backlog: int = 2048, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=backlog)
+    return socket.create_server((host, port), family=family, backlog=backlog, reuse_port=reuse_port)
 
 
 class OcppServer:
@@ -259,6 +259,8 @@ class OcppServer:
         self.connections: set[ChargerConnection] = set()
         self._shared = Shared(central, pipeline, self.stats, FrameIds())
         self._prefix = cfg.path.rstrip("/") + "/"
+        #: SO_REUSEPORT: set before :meth:`start` when worker processes share the port.
+        self.reuse_port = False
         self._stopping = False
         self._sock: socket.socket | None = None
         self._server: _Server | None = None
@@ -294,7 +296,7 @@ class OcppServer:
             ssl_keyfile=cfg.tls_key or None,
         )
         config.load()  # TLS files and the app are checked here, before binding
-        self._sock = _bind(cfg.host, cfg.port)
+        self._sock = _bind(cfg.host, cfg.port, reuse_port=self.reuse_port)
         self._server = _Server(config)
         self._serving = asyncio.get_running_loop().create_task(
             self._server.serve(sockets=[self._sock]), name="ocpp-uvicorn"

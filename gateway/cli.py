@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from gateway import __version__
 from gateway.codecs import gbt32960, jt808
@@ -107,15 +107,31 @@ def cmd_info(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import asyncio
     import logging
+    import os
 
     from gateway.config import Config, ConfigError, load
     from gateway.runner import RunOptions, run
 
+    worker = ns.worker_index
+    tag = f"[w{worker}] " if worker is not None else ""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, format=f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s"
     )
     try:
         cfg = load(ns.config) if ns.config else Config()
+        if ns.workers > 1 or worker is not None:
+            from gateway import supervisor
+
+            if worker is None:
+                if ns.simulate or ns.chargers:
+                    raise ConfigError("--simulate / --chargers run in a single process only")
+                return supervisor.run_supervisor(
+                    cfg, ns.config, ns.workers, out, duration_s=ns.duration
+                )
+            supervisor.die_with_parent()
+            cfg = supervisor.worker_config(cfg, worker, ns.workers)
+            out = cast(TextIO, supervisor.PrefixedWriter(out, tag))
+            out.write(f"worker {worker} of {ns.workers}, pid {os.getpid()}\n")
     except ConfigError as exc:
         print(f"silkgate: {exc}", file=err)
         return 2
@@ -125,6 +141,7 @@ def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         interval_s=ns.interval,
         charger_interval_s=ns.charger_interval,
         duration_s=ns.duration,
+        worker=worker,
     )
     from gateway.adapters.tcp import loop_factory
 
@@ -234,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=1.0, metavar="S", help="simulated report interval (s)"
     )
     run.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N gateway processes sharing the ports and MQTT subscriptions, under a "
+        "supervisor that restarts them (see docs/workers.md)",
+    )
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     sim = sub.add_parser(

@@ -60,6 +60,7 @@ class RunOptions:
     status_every_s: float = 1.0
     rollups_every_s: float = 300.0
     retention_every_s: float = 3600.0
+    worker: int | None = None  # this process is worker i of ``run --workers N`` (supervisor)
 
 
 async def migrate_and_connect(cfg: Config, out: TextIO) -> asyncpg.Pool:
@@ -197,6 +198,7 @@ class Gateway:
         self.ocpp = OcppService(
             ocpp, self.pool, self.pipeline, registry, max_pending=self.cfg.commands.max_pending
         )
+        self.ocpp.server.reuse_port = self.opts.worker is not None  # workers share the port
         where = f"{ocpp.host}:{ocpp.port}"
         try:
             await self.ocpp.start()
@@ -209,10 +211,9 @@ class Gateway:
 
     async def _serve_tasks(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(self._status(), name="status"),
-                tg.create_task(self._maintenance(), name="maintenance"),
-            ]
+            tasks = [tg.create_task(self._status(), name="status")]
+            if not self.opts.worker:  # one process (or worker 0 of --workers) maintains
+                tasks.append(tg.create_task(self._maintenance(), name="maintenance"))
             if self.opts.simulate:
                 tasks.append(tg.create_task(self._simulate(), name="simulator"))
             if self.opts.chargers:
