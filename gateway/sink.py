@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
@@ -30,7 +32,7 @@ class StoreWriter:
 
     async def write_batch(self, batch: Batch) -> None:
         inserted = 0
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with _transaction(self.pool) as conn:
             for kind, records in batch.items():
                 rows = first_of_each_key(kind, records) if self.dedup else records
                 inserted += await write(conn, kind, rows, dedup=self.dedup)
@@ -38,8 +40,48 @@ class StoreWriter:
 
     async def write_rejected(self, batch: Batch, error: BaseException) -> None:
         letters = [rejected(rec, error) for recs in batch.values() for rec in recs]
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with _transaction(self.pool) as conn:
             await write(conn, DeadLetter, letters, dedup=True)
+
+
+class ConnectionLost(ConnectionResetError):
+    """The database connection was lost while a batch was being written."""
+
+
+@contextlib.asynccontextmanager
+async def _transaction(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """A pooled connection in a transaction, for one batch; a lost connection ends the write
+    with :class:`ConnectionLost` (an outage for the pipeline).
+
+    asyncpg (0.32) does not wake a COPY that waits for socket flow control (its
+    ``writing_allowed`` event) when the connection is lost: with the server killed mid-COPY the
+    write waited forever, and the pipeline never noticed the outage. A termination listener
+    cancels the writing task instead, and the cancellation is turned into ConnectionLost.
+    """
+    task = asyncio.current_task()
+    lost = False
+
+    def on_lost(_conn: object) -> None:
+        nonlocal lost
+        if task is not None and armed and not task.done():
+            lost = True
+            task.cancel()
+
+    async with pool.acquire() as conn:
+        armed = True
+        conn.add_termination_listener(on_lost)
+        try:
+            async with conn.transaction():
+                yield conn
+        except (asyncio.CancelledError, asyncpg.exceptions.InterfaceError) as exc:
+            if not lost or task is None:
+                raise
+            task.uncancel()
+            raise ConnectionLost("the database connection was lost during the write") from exc
+        finally:
+            armed = False
+            with contextlib.suppress(Exception):
+                conn.remove_termination_listener(on_lost)
 
 
 _KEYS: dict[type, Callable[[Any], Any]] = {}

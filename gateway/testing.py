@@ -1,5 +1,6 @@
 """Test support shipped with the package (as asyncpg ships ``_testbase``): a TCP proxy whose
-link can be cut and restored, to put a real database "away" without touching the server."""
+link can be stalled, cut and restored, to put a real database "away" without touching the
+server."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._up = True
         self._links: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.StreamWriter] = set()  # the accepted side of each link
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> TcpProxy:
@@ -39,9 +41,18 @@ class TcpProxy:
         for w in list(self._links):
             w.transport.abort()
         self._links.clear()
+        self._clients.clear()
 
     def restore(self) -> None:
         self._up = True
+
+    def stall(self) -> None:
+        """Stop reading from the clients (connections stay open): their sends back up until
+        their socket buffers are full and the client's transport pauses writing."""
+        for w in list(self._clients):
+            transport = w.transport
+            if isinstance(transport, asyncio.ReadTransport):
+                transport.pause_reading()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._up:
@@ -53,6 +64,7 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._links.update((writer, up_writer))
+        self._clients.add(writer)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pump(src, dst), name="proxy-pump")
             self._tasks.add(task)

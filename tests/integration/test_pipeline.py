@@ -18,10 +18,10 @@ import pytest_asyncio
 from gateway.codecs import gbt32960, jt808
 from gateway.config import PipelineConfig
 from gateway.normalize import normalize
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Pipeline, is_outage
 from gateway.records import Record, VehicleRealtime
 from gateway.simulator import Fleet
-from gateway.sink import StoreWriter
+from gateway.sink import ConnectionLost, StoreWriter
 from gateway.spool import AsyncSpool, SpoolConfig
 from gateway.store.connection import create_pool
 from gateway.store.testing import migrated_schema
@@ -280,3 +280,34 @@ async def test_concurrent_writers_holding_the_same_keys(rig: Rig) -> None:
     assert stats.committed_batches == 2
     assert stats.spooled_rows == 0 and stats.rejected_rows == 0
     assert await rig.count("vehicle_realtime") == 3000
+
+
+@pytest.mark.asyncio
+async def test_a_connection_lost_mid_copy_ends_the_write(schema_dsn: str) -> None:
+    """The connection is lost while a large COPY is being sent to a server that stopped reading:
+    the write ends at once with ConnectionLost, an outage for the pipeline, whatever asyncpg was
+    waiting for. (asyncpg does not wake a COPY that waits for socket flow control when the
+    connection is lost; in CI, a server killed mid-COPY left the writer waiting for good.)"""
+    proxy = await TcpProxy("127.0.0.1", urlsplit(schema_dsn).port or 5432).start()
+    pool = await create_pool(_via(schema_dsn, proxy.port), max_size=1, timeout=5)
+    writer = StoreWriter(pool)
+    frames = list(Fleet(200, seed=16, gbt_only=True).stream(rounds=150))
+    batch = {
+        VehicleRealtime: [
+            r for rs in records_of(frames) for r in rs if isinstance(r, VehicleRealtime)
+        ]
+    }
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT 1")  # connected through the proxy before the stall
+        proxy.stall()  # the server stops reading: the COPY's sends back up
+        task = asyncio.create_task(writer.write_batch(batch))
+        await asyncio.sleep(1.0)
+        assert not task.done()  # waiting for flow control
+        proxy.cut()  # the connection is lost
+        with pytest.raises(ConnectionLost):
+            await asyncio.wait_for(task, 5)
+        assert is_outage(ConnectionLost())
+    finally:
+        pool.terminate()
+        await proxy.close()
