@@ -15,6 +15,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
+from gateway.batch import Batch
 from gateway.codecs import gbt32960, jt808
 from gateway.config import PipelineConfig
 from gateway.normalize import normalize
@@ -292,7 +293,7 @@ async def test_a_connection_lost_mid_copy_ends_the_write(schema_dsn: str) -> Non
     pool = await create_pool(_via(schema_dsn, proxy.port), max_size=1, timeout=5)
     writer = StoreWriter(pool)
     frames = list(Fleet(200, seed=16, gbt_only=True).stream(rounds=150))
-    batch = {
+    batch: Batch = {
         VehicleRealtime: [
             r for rs in records_of(frames) for r in rs if isinstance(r, VehicleRealtime)
         ]
