@@ -86,6 +86,7 @@ class Terminal(asyncio.Protocol):
     PROTOCOL: ClassVar[str]
 
     __slots__ = (
+        "_drain_until",
         "_hb_timer",
         "_lost",
         "_out",
@@ -137,6 +138,7 @@ class Terminal(asyncio.Protocol):
         self._waiter_key: object = None
         self._hb_timer: asyncio.TimerHandle | None = None
         self._stop = False
+        self._drain_until = 0.0  # at stop: until when unacknowledged reports are still sent
         self._out: list[bytes] = []  # reports of this pump/tick, written with one send
 
     # -- protocol hooks ----------------------------------------------------------------------
@@ -383,6 +385,7 @@ class Terminal(asyncio.Protocol):
     def request_stop(self) -> None:
         """Drain, log out and close (or stop reconnecting); :meth:`run` then returns."""
         self._stop = True
+        self._drain_until = self.ctx.loop.time() + self.ctx.config.drain_timeout_s
         _resolve(self._wake)
         if self.online:
             return  # run() drains and logs out
@@ -430,19 +433,27 @@ class Terminal(asyncio.Protocol):
                 self.stats.login_failures += 1
             return False
 
+    def _must_drain(self) -> bool:
+        """Stopping, but reports are still unacknowledged and the drain time is not up."""
+        return self.ack and not self.drained() and self.ctx.loop.time() < self._drain_until
+
     async def run(self) -> None:
-        """Connect, log in, report until stopped; reconnect with backoff on failures."""
+        """Connect, log in, report until stopped; reconnect with backoff on failures.
+
+        A stop while offline still reconnects (within ``drain_timeout_s``) to resend what was
+        never acknowledged: a terminal loses no report just because the stop found it offline.
+        """
         cfg = self.ctx.config
         backoff = cfg.reconnect_min_s
-        while not self._stop:
+        while not self._stop or self._must_drain():
             ok = False
             async with self.ctx.connect_gate:
-                if not self._stop and await self._connect():
-                    ok = not self._stop and await self._login()
+                if (not self._stop or self._must_drain()) and await self._connect():
+                    ok = await self._login()
             # (the connection may be gone already, right after the login was answered)
-            if not ok or self._stop or self.transport is None:
+            if not ok or self.transport is None:
                 await self._close()
-                if self._stop:
+                if self._stop and not self._must_drain():
                     break
                 await self._sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, cfg.reconnect_max_s)
@@ -455,14 +466,15 @@ class Terminal(asyncio.Protocol):
             self.last_sent = time.monotonic()
             self._arm_heartbeat(self.heartbeat_s)
             self.pump(self.ctx.loop.time())
-            await self._wake
+            if not self._stop:
+                await self._wake
             if self._stop and self.transport is not None:
                 await self._finish()
 
     async def _finish(self) -> None:
         """Stop while connected: wait (bounded) for the outstanding acks, log out, close."""
         cfg = self.ctx.config
-        deadline = self.ctx.loop.time() + cfg.drain_timeout_s
+        deadline = self._drain_until
         while self.ack and self.transport is not None and not self.drained():
             left = deadline - self.ctx.loop.time()
             if left <= 0:

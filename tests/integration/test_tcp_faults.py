@@ -53,9 +53,12 @@ async def _counts(dsn: str) -> dict[str, int]:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("back", ["while_reporting", "after_the_fleet_stopped"])
 async def test_gateway_kill9_mid_ingest_terminals_resend_nothing_lost(
-    schema_dsn: str, tmp_path: Path
+    schema_dsn: str, tmp_path: Path, back: str
 ) -> None:
+    """``after_the_fleet_stopped``: the terminals made every report and were told to stop
+    while the gateway was down; they still reconnect and resend within their drain time."""
     child = Child(schema_dsn, tmp_path)
     await child.start()
     config = SimConfig(
@@ -84,9 +87,17 @@ async def test_gateway_kill9_mid_ingest_terminals_resend_nothing_lost(
             child.kill()
             acked_at_kill = fleet.stats.total.acked
             assert acked_at_kill < total  # killed mid-ingest
-            await asyncio.sleep(0.5)  # terminals see the drop and retry meanwhile
-            await child.start()
-            stats = await asyncio.wait_for(fleet.run(), 120)
+            if back == "while_reporting":
+                await asyncio.sleep(0.5)  # terminals see the drop and retry meanwhile
+                await child.start()
+                stats = await asyncio.wait_for(fleet.run(), 120)
+            else:
+                await fleet.wait_generated(30)
+                running = asyncio.create_task(fleet.run())
+                await asyncio.sleep(0.3)  # the stop finds every terminal offline
+                assert not running.done()
+                await child.start()
+                stats = await asyncio.wait_for(running, 120)
         assert stats.total.generated == total
         assert stats.total.acked == total, stats.summary()
         assert stats.total.resent > 0  # the kill left reports unacknowledged
