@@ -2,19 +2,29 @@
 # Local services for silkgate, without a Docker engine: Mosquitto and PostgreSQL 17 + TimescaleDB,
 # both bound to 127.0.0.1. Every command is idempotent.
 #
-#   deploy/services.sh install   host packages (mosquitto, debootstrap) and, on Debian 12, a
-#                                Debian 13 root with postgresql-17 + timescaledb, built once
-#   deploy/services.sh start     install if needed, then start both and wait until they serve
-#   deploy/services.sh stop      stop both, release the root's mounts
+#   deploy/services.sh install   host packages (mosquitto, openssl, debootstrap) and, on Debian 12,
+#                                a Debian 13 root with postgresql-17 + timescaledb, built once
+#   deploy/services.sh start     install if needed, then start them all and wait until they serve;
+#                                a broker already running with an outdated configuration (or TLS
+#                                files) is restarted
+#   deploy/services.sh stop      stop them all, release the root's mounts
 #   deploy/services.sh restart   stop, then start
 #   deploy/services.sh status    what runs; exits 1 if something is down
-#   deploy/services.sh env       SILKGATE_DSN=... and SILKGATE_MQTT=... lines:
+#   deploy/services.sh env       SILKGATE_DSN=, SILKGATE_MQTT= and SILKGATE_MQTT_TLS*= lines:
 #                                  export $(deploy/services.sh env)   or   set -a; eval "$(...)"
 #
+# Two Mosquitto brokers run: mqtt://127.0.0.1:1883, anonymous, and mqtts://127.0.0.1:8883, TLS
+# (server certificate from a test CA generated into state/mosquitto-tls/ on the first start) with
+# username/password (fixed test user silkgate / silkgate-mqtt), anonymous clients refused. Two
+# processes rather than two listeners of one: a broker with per_listener_settings true stops
+# queueing QoS 1 messages for offline persistent sessions from Mosquitto 2.0.12 on
+# (eclipse-mosquitto/mosquitto#2618; Debian 13 ships 2.0.21), which the gateway relies on.
+#
 # Environment: SILKGATE_CACHE (default /var/cache/silkgate: the root in trixie/, data and logs in
-# state/), SILKGATE_PG_PORT (55432), SILKGATE_MQTT_PORT (1883), SILKGATE_TIMEOUT (seconds to wait
-# for a service, 60), SILKGATE_DEBIAN_MIRROR (default: the Debian mirror apt already uses),
-# SILKGATE_NATIVE (1: use the host's own postgresql-17; the default on Debian 13).
+# state/), SILKGATE_PG_PORT (55432), SILKGATE_MQTT_PORT (1883), SILKGATE_MQTT_TLS_PORT (8883),
+# SILKGATE_TIMEOUT (seconds to wait for a service, 60), SILKGATE_DEBIAN_MIRROR (default: the
+# Debian mirror apt already uses), SILKGATE_NATIVE (1: use the host's own postgresql-17; the
+# default on Debian 13).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,10 +35,14 @@ STATE=$CACHE/state
 LOGS=$CACHE/logs
 PG_PORT=${SILKGATE_PG_PORT:-55432}
 MQTT_PORT=${SILKGATE_MQTT_PORT:-1883}
+MQTT_TLS_PORT=${SILKGATE_MQTT_TLS_PORT:-8883}
 TIMEOUT=${SILKGATE_TIMEOUT:-60}
 PG_DB=silkgate
 PG_USER=silkgate
 PG_PASSWORD=silkgate
+# The TLS broker's only user (a loopback test broker: the password is no secret).
+MQTT_USER=silkgate
+MQTT_PASSWORD=silkgate-mqtt
 
 SUITE=trixie
 PG_MAJOR=17
@@ -40,6 +54,7 @@ MARKER=.silkgate-root
 PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PGH=$STATE/postgresql   # the cluster's home (data/, server.log) as the host sees it
 MQH=$STATE/mosquitto    # the broker's state: rendered config, pid file, log, persistence
+MQT=$STATE/mosquitto-tls # the TLS broker's: the same, plus the test CA, server certificate, passwd
 
 if [ -z "${SILKGATE_NATIVE:-}" ]; then
     SILKGATE_NATIVE=0
@@ -250,9 +265,10 @@ cmd_install() {
     STEP="install (host packages)"
     command -v dpkg-query >/dev/null || die "this script needs a Debian host (apt, dpkg)"
     if [ "$SILKGATE_NATIVE" = 1 ]; then
-        apt_install mosquitto mosquitto-clients postgresql-$PG_MAJOR postgresql-$PG_MAJOR-timescaledb
+        apt_install mosquitto mosquitto-clients openssl postgresql-$PG_MAJOR \
+            postgresql-$PG_MAJOR-timescaledb
     else
-        apt_install mosquitto mosquitto-clients debootstrap
+        apt_install mosquitto mosquitto-clients openssl debootstrap
         build_root
     fi
     STEP=install
@@ -307,8 +323,9 @@ pg_pid() {
     echo "$pid"
 }
 
+# mq_pid DIR: the pid of the Mosquitto whose state directory is DIR, if it runs.
 mq_pid() {
-    local f=$MQH/mosquitto.pid pid
+    local f=$1/mosquitto.pid pid
     [ -r "$f" ] || return 0
     pid=$(head -n 1 "$f")
     [[ "$pid" =~ ^[0-9]+$ ]] || return 0
@@ -341,7 +358,7 @@ wait_for() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Mosquitto
+# Mosquitto: the plain broker ($MQH, port $MQTT_PORT) and the TLS one ($MQT, $MQTT_TLS_PORT)
 
 mq_ready() {
     port_open "$MQTT_PORT" &&
@@ -349,60 +366,181 @@ mq_ready() {
             -t silkgate/probe -m ok >/dev/null 2>&1
 }
 
-start_mosquitto() {
-    STEP="start (mosquitto)"
+mq_tls_ready() {
+    port_open "$MQTT_TLS_PORT" &&
+        mosquitto_pub -h 127.0.0.1 -p "$MQTT_TLS_PORT" --cafile "$MQT/ca.pem" \
+            -u "$MQTT_USER" -P "$MQTT_PASSWORD" -q 1 -i "silkgate-probe-tls-$$" \
+            -t silkgate/probe -m ok >/dev/null 2>&1
+}
+
+# render_mosquitto DIR PORT OUT: the template, for the broker of DIR on PORT.
+render_mosquitto() {
+    sed -e "s|@STATE@|$1|g" -e "s|@PORT@|$2|g" "$TEMPLATES/mosquitto.conf" >"$3"
+    id mosquitto >/dev/null 2>&1 || sed -i 's/^user mosquitto$/user root/' "$3"
+}
+
+# The TLS broker's configuration: the template's, with TLS and a password file on its listener
+# and anonymous clients refused (checked, so that a changed template cannot open it).
+render_mosquitto_tls() {
+    local out=$1
+    render_mosquitto "$MQT" "$MQTT_TLS_PORT" "$out"
+    sed -i -e "s|^allow_anonymous true\$|allow_anonymous false\\
+password_file $MQT/passwd\\
+cafile $MQT/ca.pem\\
+certfile $MQT/server.pem\\
+keyfile $MQT/server.key|" \
+        -e "1a # The TLS broker (password, no anonymous clients): see deploy/services.sh." \
+        "$out"
+    [ "$(grep -c '^allow_anonymous' "$out")" = 1 ] && grep -qx 'allow_anonymous false' "$out" &&
+        grep -qx "password_file $MQT/passwd" "$out" && grep -q '^listener ' "$out" ||
+        die "the TLS broker's configuration ($out) is not TLS + password only;" \
+            "check $TEMPLATES/mosquitto.conf"
+}
+
+# openssl with its output in the log; the log is shown on failure.
+ossl() {
+    openssl "$@" >>"$LOGS/openssl.log" 2>&1 || { show_log "$LOGS/openssl.log"; die "openssl $1"; }
+}
+
+# The test CA, the server certificate (127.0.0.1 and localhost) and the password file of the
+# TLS broker, made when missing, expiring within 30 days or (passwd) for other credentials.
+# Sets MQT_CHANGED=1 when it made something a running broker has not loaded.
+MQT_CHANGED=0
+mq_tls_files() {
+    STEP="start (mosquitto-tls files)"
+    MQT_CHANGED=0
+    mkdir -p "$MQT"
+    local ca=$MQT/ca.pem cakey=$MQT/ca.key crt=$MQT/server.pem key=$MQT/server.key
+    : >"$LOGS/openssl.log"
+    if [ ! -s "$ca" ] || [ ! -s "$cakey" ] ||
+        ! openssl x509 -in "$ca" -noout -checkend 2592000 >/dev/null 2>&1; then
+        log "mosquitto-tls: generating a test CA ($ca)"
+        rm -f "$crt" "$key"
+        (umask 077 && ossl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -sha256 -days 3650 -subj "/O=silkgate/CN=silkgate local test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout "$cakey.tmp" -out "$ca.tmp")
+        chmod 644 "$ca.tmp"
+        mv -f "$cakey.tmp" "$cakey"
+        mv -f "$ca.tmp" "$ca"
+        MQT_CHANGED=1
+    fi
+    if [ ! -s "$crt" ] || [ ! -s "$key" ] ||
+        ! openssl x509 -in "$crt" -noout -checkend 2592000 >/dev/null 2>&1 ||
+        ! openssl verify -CAfile "$ca" "$crt" >/dev/null 2>&1; then
+        log "mosquitto-tls: issuing the server certificate ($crt)"
+        (umask 077 && ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj "/O=silkgate/CN=localhost" -keyout "$key.tmp" -out "$MQT/server.csr")
+        printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+            "subjectAltName=IP:127.0.0.1,DNS:localhost" "subjectKeyIdentifier=hash" \
+            "authorityKeyIdentifier=keyid,issuer" >"$MQT/server.ext"
+        ossl x509 -req -in "$MQT/server.csr" -CA "$ca" -CAkey "$cakey" -CAcreateserial \
+            -sha256 -days 825 -extfile "$MQT/server.ext" -out "$crt.tmp"
+        rm -f "$MQT/server.csr" "$MQT/server.ext"
+        mv -f "$key.tmp" "$key"
+        mv -f "$crt.tmp" "$crt"
+        MQT_CHANGED=1
+    fi
+    # The password file is remade when the credentials differ from those it was made for.
+    if [ ! -s "$MQT/passwd" ] ||
+        [ "$(cat "$MQT/passwd.for" 2>/dev/null)" != "$MQTT_USER:$MQTT_PASSWORD" ]; then
+        rm -f "$MQT/passwd.tmp"
+        (umask 077 && mosquitto_passwd -b -c "$MQT/passwd.tmp" "$MQTT_USER" "$MQTT_PASSWORD") \
+            >>"$LOGS/openssl.log" 2>&1 || { show_log "$LOGS/openssl.log"; die "mosquitto_passwd"; }
+        mv -f "$MQT/passwd.tmp" "$MQT/passwd"
+        (umask 077 && echo "$MQTT_USER:$MQTT_PASSWORD" >"$MQT/passwd.for")
+        MQT_CHANGED=1
+    fi
+}
+
+# start_broker NAME DIR PORT PORT-VARIABLE NEWCONF RESTART READY-COMMAND: make the Mosquitto of
+# state directory DIR run configuration NEWCONF (a rendered file, moved into place) on PORT. A
+# broker already running is left alone unless its configuration differs from NEWCONF or RESTART
+# is 1 (files it loaded at start changed): then it is restarted.
+start_broker() {
+    local name=$1 dir=$2 port=$3 portvar=$4 new=$5 restart=$6 ready=$7
+    STEP="start ($name)"
     local pid running_port
-    pid=$(mq_pid)
+    pid=$(mq_pid "$dir")
     if [ -n "$pid" ]; then
-        running_port=$(awk '$1 == "listener" { print $2 }' "$MQH/mosquitto.conf")
-        [ "$running_port" = "$MQTT_PORT" ] ||
-            die "mosquitto runs on port $running_port; 'deploy/services.sh restart' moves it to $MQTT_PORT"
-    else
-        ! port_open "$MQTT_PORT" ||
-            die "127.0.0.1:$MQTT_PORT is taken by another process (set SILKGATE_MQTT_PORT)"
-        mkdir -p "$MQH/data"
-        sed -e "s|@STATE@|$MQH|g" -e "s|@PORT@|$MQTT_PORT|g" "$TEMPLATES/mosquitto.conf" \
-            >"$MQH/mosquitto.conf"
-        if id mosquitto >/dev/null 2>&1; then
-            chown -R mosquitto: "$MQH"
-        else
-            sed -i 's/^user mosquitto$/user root/' "$MQH/mosquitto.conf"
+        running_port=$(awk '$1 == "listener" { print $2 }' "$dir/mosquitto.conf")
+        [ "$running_port" = "$port" ] ||
+            die "$name runs on port $running_port; 'deploy/services.sh restart' moves it to $port"
+        if [ "$restart" = 1 ] || ! cmp -s "$new" "$dir/mosquitto.conf"; then
+            log "$name: configuration or TLS files changed: restarting it (pid $pid)"
+            stop_broker "$name" "$dir"
+            pid=
         fi
-        rm -f "$MQH/mosquitto.pid"
-        (close_fds && exec /usr/sbin/mosquitto -c "$MQH/mosquitto.conf" -d) \
-            </dev/null >/dev/null 2>"$MQH/stderr.log" ||
-            { show_log "$MQH/stderr.log"; show_log "$MQH/mosquitto.log"; die "mosquitto did not start"; }
+    fi
+    if [ -z "$pid" ]; then
+        ! port_open "$port" ||
+            die "127.0.0.1:$port is taken by another process (set $portvar)"
+        mkdir -p "$dir/data"
+        mv -f "$new" "$dir/mosquitto.conf"
+        if id mosquitto >/dev/null 2>&1; then
+            chown -R mosquitto: "$dir"
+            [ ! -e "$dir/ca.key" ] || chown root: "$dir/ca.key" "$dir/passwd.for"
+        fi
+        rm -f "$dir/mosquitto.pid"
+        (close_fds && exec /usr/sbin/mosquitto -c "$dir/mosquitto.conf" -d) \
+            </dev/null >/dev/null 2>"$dir/stderr.log" ||
+            {
+                show_log "$dir/stderr.log"
+                show_log "$dir/mosquitto.log"
+                die "$name did not start"
+            }
+    else
+        rm -f "$new"
     fi
     local deadline=$((SECONDS + TIMEOUT)) why=
-    until mq_ready; do
+    until "$ready"; do
         if [ "$SECONDS" -ge "$deadline" ]; then
-            why="not accepting MQTT on 127.0.0.1:$MQTT_PORT after ${TIMEOUT}s"
-        elif [ "$SECONDS" -ge $((deadline - TIMEOUT + 3)) ] && [ -z "$(mq_pid)" ]; then
+            why="not accepting MQTT on 127.0.0.1:$port after ${TIMEOUT}s"
+        elif [ "$SECONDS" -ge $((deadline - TIMEOUT + 3)) ] && [ -z "$(mq_pid "$dir")" ]; then
             why="it exited"
         fi
         if [ -n "$why" ]; then
-            show_log "$MQH/stderr.log"
-            show_log "$MQH/mosquitto.log" 10
-            die "mosquitto: $why"
+            show_log "$dir/stderr.log"
+            show_log "$dir/mosquitto.log" 10
+            die "$name: $why"
         fi
         sleep 0.2
     done
-    log "mosquitto: ready on 127.0.0.1:$MQTT_PORT (pid $(mq_pid))"
+    log "$name: ready on 127.0.0.1:$port (pid $(mq_pid "$dir"))"
 }
 
-stop_mosquitto() {
-    STEP="stop (mosquitto)"
+start_mosquitto() {
+    mkdir -p "$MQH" "$MQT"
+    render_mosquitto "$MQH" "$MQTT_PORT" "$MQH/mosquitto.conf.new"
+    start_broker mosquitto "$MQH" "$MQTT_PORT" SILKGATE_MQTT_PORT "$MQH/mosquitto.conf.new" 0 \
+        mq_ready
+    mq_tls_files
+    render_mosquitto_tls "$MQT/mosquitto.conf.new"
+    start_broker mosquitto-tls "$MQT" "$MQTT_TLS_PORT" SILKGATE_MQTT_TLS_PORT \
+        "$MQT/mosquitto.conf.new" "$MQT_CHANGED" mq_tls_ready
+}
+
+# stop_broker NAME DIR
+stop_broker() {
+    STEP="stop ($1)"
     local pid
-    pid=$(mq_pid)
+    pid=$(mq_pid "$2")
     if [ -n "$pid" ]; then
         kill -TERM "$pid" 2>/dev/null || true
         if ! wait_for 15 not_alive "$pid" mosquitto; then
-            log "mosquitto: pid $pid ignored SIGTERM; killing it"
+            log "$1: pid $pid ignored SIGTERM; killing it"
             kill -KILL "$pid" 2>/dev/null || true
         fi
-        log "mosquitto: stopped"
+        log "$1: stopped"
     fi
-    rm -f "$MQH/mosquitto.pid"
+    rm -f "$2/mosquitto.pid"
+}
+
+stop_mosquitto() {
+    stop_broker mosquitto-tls "$MQT"
+    stop_broker mosquitto "$MQH"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -528,25 +666,33 @@ cmd_stop() {
 cmd_status() {
     STEP=status
     local down=0 pid
-    pid=$(mq_pid)
+    pid=$(mq_pid "$MQH")
     if [ -n "$pid" ] && port_open "$MQTT_PORT"; then
-        printf '%-11s running  pid %-7s mqtt://127.0.0.1:%s\n' mosquitto "$pid" "$MQTT_PORT"
+        printf '%-13s running  pid %-7s mqtt://127.0.0.1:%s\n' mosquitto "$pid" "$MQTT_PORT"
     else
-        printf '%-11s down\n' mosquitto
+        printf '%-13s down\n' mosquitto
+        down=1
+    fi
+    pid=$(mq_pid "$MQT")
+    if [ -n "$pid" ] && port_open "$MQTT_TLS_PORT"; then
+        printf '%-13s running  pid %-7s mqtts://127.0.0.1:%s  CA %s\n' mosquitto-tls "$pid" \
+            "$MQTT_TLS_PORT" "$MQT/ca.pem"
+    else
+        printf '%-13s down\n' mosquitto-tls
         down=1
     fi
     pid=$(pg_pid 2>/dev/null || true)
     if [ -n "$pid" ] && port_open "$PG_PORT"; then
-        printf '%-11s running  pid %-7s 127.0.0.1:%s  data %s\n' postgresql "$pid" "$PG_PORT" "$PGH/data"
+        printf '%-13s running  pid %-7s 127.0.0.1:%s  data %s\n' postgresql "$pid" "$PG_PORT" "$PGH/data"
     else
-        printf '%-11s down\n' postgresql
+        printf '%-13s down\n' postgresql
         down=1
     fi
     if [ "$SILKGATE_NATIVE" != 1 ]; then
         if [ -f "$ROOT/$MARKER" ]; then
-            printf '%-11s %s\n' root "$ROOT"
+            printf '%-13s %s\n' root "$ROOT"
         else
-            printf '%-11s not installed (%s)\n' root "$ROOT"
+            printf '%-13s not installed (%s)\n' root "$ROOT"
             down=1
         fi
     fi
@@ -556,6 +702,10 @@ cmd_status() {
 cmd_env() {
     echo "SILKGATE_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
     echo "SILKGATE_MQTT=mqtt://127.0.0.1:$MQTT_PORT"
+    echo "SILKGATE_MQTT_TLS=mqtts://127.0.0.1:$MQTT_TLS_PORT"
+    echo "SILKGATE_MQTT_TLS_CA=$MQT/ca.pem"
+    echo "SILKGATE_MQTT_USER=$MQTT_USER"
+    echo "SILKGATE_MQTT_PASSWORD=$MQTT_PASSWORD"
 }
 
 usage() {

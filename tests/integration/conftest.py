@@ -8,24 +8,65 @@ SILKGATE_STOP_SERVICES=1 asks the fixture to stop them.
 
 To test against services started some other way (docker compose, a remote box), set both
 SILKGATE_DSN and SILKGATE_MQTT; the fixture then uses them as they are and starts nothing.
+
+MQTT over TLS with a password: deploy/services.sh runs a second broker for it (mqtts on 8883,
+see its header); ``Services.mqtt_tls`` describes it. External services name theirs with
+SILKGATE_MQTT_TLS (mqtts://host:port), SILKGATE_MQTT_TLS_CA, SILKGATE_MQTT_USER and
+SILKGATE_MQTT_PASSWORD (``export $(deploy/services.sh env)`` sets them all); without them the
+``mqtt_tls`` fixture starts a private TLS broker (tests/integration/mqttkit.py) instead, so
+the TLS tests run either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from .mqttkit import tls_broker
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES_SH = REPO / "deploy" / "services.sh"
 # The first start on a fresh machine installs packages and builds a root: allow for a slow mirror.
 START_TIMEOUT = float(os.environ.get("SILKGATE_START_TIMEOUT", "1800"))
+
+
+@dataclass(frozen=True)
+class MqttTlsBroker:
+    """A broker that takes TLS with a username and password only (anonymous clients refused)."""
+
+    url: str  # mqtts://host:port
+    ca: str  # the CA bundle (PEM) its server certificate is verified against
+    username: str
+    password: str
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 8883
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> MqttTlsBroker | None:
+        """From SILKGATE_MQTT_TLS, _TLS_CA, _USER, _PASSWORD; None unless all are set."""
+        keys = ("SILKGATE_MQTT_TLS", "SILKGATE_MQTT_TLS_CA", "SILKGATE_MQTT_USER")
+        if not all(env.get(k) for k in keys) or "SILKGATE_MQTT_PASSWORD" not in env:
+            return None
+        return cls(
+            url=env["SILKGATE_MQTT_TLS"],
+            ca=env["SILKGATE_MQTT_TLS_CA"],
+            username=env["SILKGATE_MQTT_USER"],
+            password=env["SILKGATE_MQTT_PASSWORD"],
+        )
 
 
 @dataclass(frozen=True)
@@ -35,6 +76,9 @@ class Services:
     #: "local" when deploy/services.sh runs them (Debian's Apache-licensed TimescaleDB),
     #: "external" when they came from SILKGATE_DSN / SILKGATE_MQTT.
     origin: str
+    #: The TLS + password broker of deploy/services.sh (or the external one named in the
+    #: environment); None when external services have none: use the ``mqtt_tls`` fixture.
+    mqtt_tls: MqttTlsBroker | None = None
 
     @property
     def mqtt_host(self) -> str:
@@ -80,7 +124,9 @@ def _parse_env(text: str) -> dict[str, str]:
 def services() -> Iterator[Services]:
     dsn, mqtt = os.environ.get("SILKGATE_DSN"), os.environ.get("SILKGATE_MQTT")
     if dsn and mqtt:
-        yield Services(dsn=dsn, mqtt=mqtt, origin="external")
+        yield Services(
+            dsn=dsn, mqtt=mqtt, origin="external", mqtt_tls=MqttTlsBroker.from_env(os.environ)
+        )
         return
     if os.geteuid() != 0:
         pytest.fail(
@@ -91,8 +137,35 @@ def services() -> Iterator[Services]:
     if rc != 0:
         pytest.fail(f"deploy/services.sh start exited {rc}:\n{output}")
     env = _parse_env(_run("env")[1])
+    tls = MqttTlsBroker.from_env(env)
+    if tls is None:
+        pytest.fail(f"deploy/services.sh env names no TLS broker:\n{env}")
     try:
-        yield Services(dsn=env["SILKGATE_DSN"], mqtt=env["SILKGATE_MQTT"], origin="local")
+        yield Services(
+            dsn=env["SILKGATE_DSN"], mqtt=env["SILKGATE_MQTT"], origin="local", mqtt_tls=tls
+        )
     finally:
         if os.environ.get("SILKGATE_STOP_SERVICES") == "1":
             _run("stop")
+
+
+@pytest.fixture(scope="session")
+def mqtt_tls(
+    services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MqttTlsBroker]:
+    """The TLS + password broker: the services' own, else a private one for the session."""
+    if services.mqtt_tls is not None:
+        yield services.mqtt_tls
+        return
+    user, password = "silkgate", "silkgate-mqtt"
+    broker, files = tls_broker(tmp_path_factory.mktemp("mqtt-tls"), {user: password})
+    asyncio.run(broker.start())
+    try:
+        yield MqttTlsBroker(
+            url=f"mqtts://127.0.0.1:{broker.port}",
+            ca=str(files.ca_pem),
+            username=user,
+            password=password,
+        )
+    finally:
+        asyncio.run(broker.stop())

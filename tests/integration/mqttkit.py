@@ -9,18 +9,32 @@ deploy/services.sh stays untouched, so other tests never see a restart.
     ... broker.port ...
     await broker.restart()                  # SIGTERM (persistence saved), start again
     await broker.stop()
+
+Also: a TLS broker (``tls_files`` + ``tls_broker``: a trustme CA, server and client
+certificates, a password file), and ``Publisher``, a QoS 1 publisher that outlives broker
+restarts and records what it sent and which messages got their PUBACK.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import trustme
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -93,6 +107,22 @@ class PrivateBroker:
         """SIGKILL: what was not autosaved is lost, as in a crash."""
         await self._end(signal.SIGKILL, 10.0)
 
+    @property
+    def db(self) -> Path:
+        """The persistence file."""
+        return self.dir / "mosquitto.db"
+
+    async def save(self, timeout: float = 10.0) -> None:
+        """Have the broker write its persistence file now (SIGUSR1), and wait until it has."""
+        assert self._proc is not None and self.running
+        before = self.db.stat().st_mtime_ns if self.db.exists() else 0
+        self._proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while not self.db.exists() or self.db.stat().st_mtime_ns == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mosquitto did not save {self.db}")
+            await asyncio.sleep(0.02)
+
     async def restart(self, down_s: float = 0.0) -> None:
         """Stop, stay down ``down_s`` seconds, start again on the same port."""
         await self.stop()
@@ -125,3 +155,160 @@ def password_file(path: Path, users: dict[str, str]) -> Path:
             capture_output=True,
         )
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA and the certificates it issued, as PEM files in one directory."""
+
+    ca: trustme.CA
+    ca_pem: Path
+    server_pem: Path  # for 127.0.0.1 and localhost
+    server_key: Path
+    client_pem: Path
+    client_key: Path
+
+
+def tls_files(directory: Path, client: str = "silkgate-it") -> TlsFiles:
+    """A new CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    files = TlsFiles(
+        ca,
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "client.pem",
+        directory / "client.key",
+    )
+    ca.cert_pem.write_to_path(str(files.ca_pem))
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.cert_chain_pems[0].write_to_path(str(files.server_pem))
+    server.private_key_pem.write_to_path(str(files.server_key))
+    cert = ca.issue_cert(client)
+    cert.cert_chain_pems[0].write_to_path(str(files.client_pem))
+    cert.private_key_pem.write_to_path(str(files.client_key))
+    return files
+
+
+def tls_broker(
+    directory: Path,
+    users: dict[str, str],
+    *,
+    require_certificate: bool = False,
+    persistence: bool = True,
+) -> tuple[PrivateBroker, TlsFiles]:
+    """A private broker (not started) that takes TLS and a password only: anonymous clients
+    refused, and with ``require_certificate`` clients without a certificate of the CA too."""
+    files = tls_files(directory / "tls")
+    port = free_port()
+    extra = (
+        f"listener {port} 127.0.0.1\n"
+        f"cafile {files.ca_pem}\ncertfile {files.server_pem}\nkeyfile {files.server_key}\n"
+        f"require_certificate {'true' if require_certificate else 'false'}\n"
+        f"allow_anonymous false\npassword_file {password_file(directory / 'passwd', users)}\n"
+    )
+    broker = PrivateBroker(directory, persistence=persistence, extra_config=extra, port=port)
+    return broker, files
+
+
+# ---------------------------------------------------------------------------------------------
+# a publisher that outlives broker restarts
+
+
+class Publisher:
+    """Publishes ``messages`` (topic, payload) at QoS 1, ``window`` at a time, through broker
+    restarts: when the connection goes, it reconnects (every 0.05 s) and sends again every
+    message of the window that had no PUBACK. The broker may have had such a message (its
+    PUBACK lost with the connection), so a message sent twice may reach subscribers twice.
+
+    ``sends[i]``: times message ``i`` was sent; ``acked_at[i]``: ``time.monotonic()`` of its
+    PUBACK; ``connects``: connections made.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        messages: Sequence[tuple[str, bytes]],
+        *,
+        window: int = 20,
+        pause_s: float = 0.02,
+        host: str = "127.0.0.1",
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.username, self.password, self.tls_context = username, password, tls_context
+        self.messages = messages
+        self.window = window
+        self.pause_s = pause_s
+        self.sends: collections.Counter[int] = collections.Counter()
+        self.acked_at: dict[int, float] = {}
+        self.connects = 0
+        self._id = f"it-pubr-{uuid.uuid4().hex[:10]}"
+
+    @property
+    def acked(self) -> int:
+        return len(self.acked_at)
+
+    async def run(self, timeout: float = 60.0) -> None:
+        """Until every message has its PUBACK."""
+        todo = collections.deque(range(len(self.messages)))
+        async with asyncio.timeout(timeout):
+            while todo:
+                with contextlib.suppress(aiomqtt.MqttError, OSError):
+                    async with aiomqtt.Client(
+                        self.host,
+                        self.port,
+                        identifier=self._id,
+                        timeout=5,
+                        username=self.username,
+                        password=self.password,
+                        tls_context=self.tls_context,
+                    ) as client:
+                        self.connects += 1
+                        while todo:
+                            chunk = [todo.popleft() for _ in range(min(self.window, len(todo)))]
+                            failed = await self._send(client, chunk)
+                            if failed:
+                                todo.extendleft(reversed(failed))
+                                break
+                            await asyncio.sleep(self.pause_s)
+                await asyncio.sleep(0.05)
+
+    async def _send(self, client: aiomqtt.Client, chunk: list[int]) -> list[int]:
+        """Publish ``chunk``; the indices that got no PUBACK (the connection went)."""
+
+        async def one(i: int) -> None:
+            topic, payload = self.messages[i]
+            self.sends[i] += 1
+            await client.publish(topic, payload, qos=1, timeout=30)
+            self.acked_at[i] = time.monotonic()
+
+        tasks = [asyncio.ensure_future(one(i)) for i in chunk]
+        sent = asyncio.gather(*tasks, return_exceptions=True)
+        # aiomqtt leaves a publish waiting for its PUBACK when the connection goes: watch it.
+        lost = client._disconnected
+        either: list[asyncio.Future[Any]] = [sent, lost]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            t.cancel()
+        await sent
+        if lost.done() and not lost.cancelled():
+            lost.exception()  # retrieved: asyncio would log it as never retrieved
+        return [i for i in chunk if i not in self.acked_at]
+
+
+def client_tls_context(
+    ca: Path | str, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """A client's context: the server verified against ``ca``, optional client certificate."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert), None if key is None else str(key))
+    return ctx

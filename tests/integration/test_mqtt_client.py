@@ -1,5 +1,6 @@
 """MqttIntake against a real Mosquitto: manual acks on a persistent session, kill -9, bounded
-intake under a flood, reconnect after a cut connection, TLS with username and password.
+intake under a flood, reconnect after a cut connection, TLS with username and password (the
+TLS broker of deploy/services.sh; a private one requiring client certificates).
 
 Every test uses its own client id and topic, and removes its session at the end.
 """
@@ -8,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
-import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,18 +28,18 @@ from paho.mqtt.properties import Properties
 
 from gateway.adapters.mqtt_client import (
     Delivery,
+    IntakeStats,
     MqttIntake,
     MqttIntakeConfig,
     MqttTls,
 )
 
-from .conftest import Services
+from .conftest import MqttTlsBroker, Services
+from .mqttkit import client_tls_context, tls_broker, tls_files
 
 pytestmark = pytest.mark.asyncio
 
 CHILD = Path(__file__).with_name("mqtt_child.py")
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
 def _tag() -> str:
@@ -410,92 +410,136 @@ async def test_backs_off_while_the_broker_is_unreachable(services: Services) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# (5) TLS (client certificate) and username/password, on a private broker started by the test
+# (5) TLS and username/password: the TLS broker of deploy/services.sh (password only), and a
+# private broker that also requires a client certificate
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+async def _tls_publish(tls: MqttTlsBroker, topic: str, payload: bytes) -> None:
+    async with aiomqtt.Client(
+        tls.host,
+        tls.port,
+        identifier=f"it-pub-{_tag()}",
+        username=tls.username,
+        password=tls.password,
+        tls_context=client_tls_context(tls.ca),
+    ) as pub:
+        await pub.publish(topic, payload, qos=1)
 
 
-@pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[int, trustme.CA, Path]]:
-    """Mosquitto on a TLS listener requiring a client certificate and a password."""
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    server.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
-    server.private_key_pem.write_to_path(str(tmp_path / "server.key"))
-    client = ca.issue_cert("silkgate-it")
-    client.cert_chain_pems[0].write_to_path(str(tmp_path / "client.pem"))
-    client.private_key_pem.write_to_path(str(tmp_path / "client.key"))
-    subprocess.run(
-        [MOSQUITTO_PASSWD, "-b", "-c", str(tmp_path / "passwd"), "gateway", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
-    user = "user root\n" if os.geteuid() == 0 else ""
-    (tmp_path / "mosquitto.conf").write_text(
-        f"{user}listener {port} 127.0.0.1\n"
-        f"cafile {tmp_path}/ca.pem\ncertfile {tmp_path}/server.pem\n"
-        f"keyfile {tmp_path}/server.key\nrequire_certificate true\n"
-        f"allow_anonymous false\npassword_file {tmp_path}/passwd\npersistence false\n"
-        f"log_dest file {tmp_path}/mosquitto.log\n"
-    )
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")])
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        yield port, ca, tmp_path
-    finally:
-        proc.terminate()
-        proc.wait(10)
+async def _refused(cfg: MqttIntakeConfig) -> IntakeStats:
+    """Run an intake that must not get in: it keeps retrying, never connects. (Some refusals
+    come as a closed connection, not a CONNACK: a short connect timeout bounds those too.)"""
+    async with MqttIntake(dataclasses.replace(cfg, connect_timeout=2.0)) as bad:
+        await _until(lambda: bad.stats.connect_failures >= 2, timeout=15)
+        assert bad.stats.connects == 0
+        assert bad.stats.connected is False
+        return bad.stats
 
 
-async def test_tls_with_client_certificate_and_password(
-    services: Services,
-    tls_broker: tuple[int, trustme.CA, Path],
-    monkeypatch: pytest.MonkeyPatch,
+async def test_tls_with_password_on_the_services_broker(
+    services: Services, mqtt_tls: MqttTlsBroker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    port, ca, d = tls_broker
-    monkeypatch.setenv("IT_MQTT_PASSWORD", "s3cret")
-    tls = MqttTls(ca=str(d / "ca.pem"), cert=str(d / "client.pem"), key=str(d / "client.key"))
+    """TLS (server verified against the services' CA) plus username/password; a wrong password,
+    an untrusted CA, no credentials and plain TCP are all refused, and retried."""
+    monkeypatch.setenv("IT_MQTT_PASSWORD", mqtt_tls.password)
+    tls = MqttTls(ca=mqtt_tls.ca)
     tag = _tag()
-    topic = f"it/tls/{tag}"
-    base = dict(host="127.0.0.1", port=port, username="gateway", password_env="IT_MQTT_PASSWORD")
-    async with MqttIntake(_config(services, f"it-tls-{tag}", topic, tls=tls, **base)) as intake:
+    client_id, topic = f"it-tls-{tag}", f"it/tls/{tag}"
+    base = dict(
+        host=mqtt_tls.host,
+        port=mqtt_tls.port,
+        username=mqtt_tls.username,
+        password_env="IT_MQTT_PASSWORD",
+    )
+    cfg = _config(services, client_id, topic, tls=tls, **base)
+    async with MqttIntake(cfg) as intake:
         await intake.wait_connected(10)
-        pub_ctx = ssl.create_default_context(cafile=str(d / "ca.pem"))
-        ca.issue_cert("pub").configure_cert(pub_ctx)
-        async with aiomqtt.Client(
-            "127.0.0.1", port, username="gateway", password="s3cret", tls_context=pub_ctx
-        ) as pub:
-            await pub.publish(topic, b"over tls", qos=1)
+        await _tls_publish(mqtt_tls, topic, b"over tls")
         (msg,) = await _collect(intake, 1)
         assert msg.payload == b"over tls"
         msg.ack()
         assert intake.stats.acked == 1
+    # Published while the client is away: kept in its session on the TLS broker.
+    await _tls_publish(mqtt_tls, topic, b"while away")
 
-    monkeypatch.setenv("IT_MQTT_PASSWORD", "wrong")
-    async with MqttIntake(_config(services, f"it-tls-{tag}", topic, tls=tls, **base)) as bad:
-        await _until(lambda: bad.stats.connect_failures >= 2)
-        assert bad.stats.connects == 0
+    monkeypatch.setenv("IT_MQTT_PASSWORD", mqtt_tls.password + "-wrong")
+    await _refused(_config(services, client_id, topic, tls=tls, **base))
 
     untrusted = trustme.CA()
-    untrusted.cert_pem.write_to_path(str(d / "other-ca.pem"))
-    wrong_ca = MqttTls(ca=str(d / "other-ca.pem"), cert=tls.cert, key=tls.key)
-    monkeypatch.setenv("IT_MQTT_PASSWORD", "s3cret")
-    async with MqttIntake(_config(services, f"it-tls-{tag}", topic, tls=wrong_ca, **base)) as bad:
-        await _until(lambda: bad.stats.connect_failures >= 2)
-        assert bad.stats.connects == 0
+    untrusted.cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
+    monkeypatch.setenv("IT_MQTT_PASSWORD", mqtt_tls.password)
+    other_ca = MqttTls(ca=str(tmp_path / "other-ca.pem"))
+    await _refused(_config(services, client_id, topic, tls=other_ca, **base))
+
+    anonymous = base | {"username": None, "password_env": None}
+    await _refused(_config(services, client_id, topic, tls=tls, **anonymous))
+    await _refused(_config(services, client_id, topic, **base))  # no TLS at all
+
+    # None of that touched the session: the message sent while away is there, once.
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    async with MqttIntake(cfg) as intake:
+        await intake.wait_connected(10)
+        assert intake.stats.session_present is True
+        (msg,) = await _collect(intake, 1)
+        assert msg.payload == b"while away"
+        msg.ack()
+        assert await _quiet(intake, 0.3) == []
+    async with aiomqtt.Client(  # forget the session
+        mqtt_tls.host,
+        mqtt_tls.port,
+        identifier=client_id,
+        username=mqtt_tls.username,
+        password=mqtt_tls.password,
+        tls_context=client_tls_context(mqtt_tls.ca),
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=True,
+        properties=props,
+    ):
+        pass
+
+
+async def test_tls_with_client_certificate_and_password(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A private broker requiring a client certificate of its CA as well as the password."""
+    broker, files = tls_broker(
+        tmp_path, {"gateway": "s3cret"}, require_certificate=True, persistence=False
+    )
+    await broker.start()
+    try:
+        monkeypatch.setenv("IT_MQTT_PASSWORD", "s3cret")
+        tls = MqttTls(ca=str(files.ca_pem), cert=str(files.client_pem), key=str(files.client_key))
+        tag = _tag()
+        topic = f"it/tls/{tag}"
+        base = dict(
+            host="127.0.0.1", port=broker.port, username="gateway", password_env="IT_MQTT_PASSWORD"
+        )
+        cfg = _config(services, f"it-tls-{tag}", topic, tls=tls, **base)
+        async with MqttIntake(cfg) as intake:
+            await intake.wait_connected(10)
+            pub_tls = client_tls_context(files.ca_pem)
+            files.ca.issue_cert("pub").configure_cert(pub_tls)
+            async with aiomqtt.Client(
+                "127.0.0.1", broker.port, username="gateway", password="s3cret", tls_context=pub_tls
+            ) as pub:
+                await pub.publish(topic, b"over tls", qos=1)
+            (msg,) = await _collect(intake, 1)
+            assert msg.payload == b"over tls"
+            msg.ack()
+            assert intake.stats.acked == 1
+
+        no_cert = MqttTls(ca=str(files.ca_pem))
+        await _refused(_config(services, f"it-tls-{tag}", topic, tls=no_cert, **base))
+        stranger = tls_files(tmp_path / "stranger")  # a client certificate of another CA
+        foreign = MqttTls(
+            ca=str(files.ca_pem), cert=str(stranger.client_pem), key=str(stranger.client_key)
+        )
+        await _refused(_config(services, f"it-tls-{tag}", topic, tls=foreign, **base))
+        monkeypatch.setenv("IT_MQTT_PASSWORD", "wrong")
+        await _refused(_config(services, f"it-tls-{tag}", topic, tls=tls, **base))
+    finally:
+        await broker.stop()
 
 
 async def test_config_refuses_qos2_and_missing_password_variable() -> None:
