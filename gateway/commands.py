@@ -229,6 +229,12 @@ class Commands:
 
     # -- GB/T 32960 flow ---------------------------------------------------------------------
 
+    def connected(self, protocol: str, device: str) -> bool:
+        """True when the device is connected to this process and ready for commands."""
+        if protocol == cg.PROTOCOL:
+            return self._gbt_conn(device) is not None
+        return self._jt_conn(device) is not None
+
     def _gbt_conn(self, vin: str) -> tuple[Connection, Gbt32960Session] | None:
         conn = self.index.get(cg.PROTOCOL, vin)
         if conn is None:

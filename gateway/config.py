@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from gateway.api.config import ApiConfig
 from gateway.config_base import (
     Fraction,
     NonNegative,
@@ -24,7 +25,10 @@ from gateway.config_base import (
 )
 from gateway.config_base import Section as _Section
 from gateway.forward.config import ForwardConfig
+from gateway.metrics_config import MetricsConfig
 from gateway.mqtt_config import MqttConfig
+from gateway.reports.config import ReportsConfig
+from gateway.republish.config import RepublishConfig
 
 __all__ = ["Fraction", "NonNegative", "NonNegativeFloat", "Port", "Positive", "PositiveFloat"]
 
@@ -286,6 +290,10 @@ class Config(_Section, frozen=True):
     forward: ForwardConfig = ForwardConfig()
     ocpp: OcppConfig = OcppConfig()
     mqtt: MqttConfig = MqttConfig()
+    republish: RepublishConfig = RepublishConfig()
+    api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    reports: ReportsConfig = ReportsConfig()
 
     def database_dsn(self) -> str:
         """``database.dsn``, or SILKGATE_DSN when set (containers), with the password from

@@ -34,6 +34,8 @@ class IngestStats:
     records: int = 0
     dead_letters: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    #: Decoded frames per message kind: the GB/T 32960 command byte or the JT/T 808 message id.
+    by_kind: dict[int, int] = field(default_factory=dict)
 
 
 class Ingestor:
@@ -58,12 +60,16 @@ class Ingestor:
                 # cheaper than decode + normalize); the header's VIN names the device.
                 records: list[Any] = records_from_frame(raw)
                 version, device = _GBT_VERSIONS.get(raw[:2]), _vin(raw)
+                kind = raw[2]
             else:
                 jt = jt808.decode_frame(raw)
                 version, device = str(jt.version), jt.phone
                 records = normalize(jt)
+                kind = jt.msg_id
         except ProtocolError as exc:
             return [self._dead(frame_id, now, peer, exc.reason.value, exc.message, raw, exc.offset)]
+        by_kind = self.stats.by_kind
+        by_kind[kind] = by_kind.get(kind, 0) + 1
         for rec in records:
             if rec.received_at is None:
                 rec.received_at = now

@@ -9,7 +9,7 @@ TOML shape (see docs/mqtt.md, "Routing and configuration")::
 
     [[mqtt.routes]]
     filter = "trucks/+/gbt32960"      # an MQTT topic filter (+ and #; $share/group/... too)
-    codec = "gbt32960"                # "gbt32960" | "jt808" | "swap"
+    codec = "gbt32960"                # "gbt32960" | "jt808" | "swap" | "charger"
     device = "topic:1"                # the device id: topic level 1 (0-based), or "payload"
 
 A route's ``device = "topic:N"`` names level N of the topic (0-based, counted in the filter
@@ -81,10 +81,13 @@ class MqttRoute(_Section, frozen=True):
     """``[[mqtt.routes]]``: one subscription and what its messages are."""
 
     filter: str
-    codec: Literal["gbt32960", "jt808", "swap"]
+    #: ``"gbt32960"`` / ``"jt808"``: one binary frame per payload; ``"swap"``: swap-station JSON
+    #: (docs/swap-station.md); ``"charger"``: charger JSON (docs/charger-json.md).
+    codec: Literal["gbt32960", "jt808", "swap", "charger"]
     qos: Literal[0, 1] = 1
     #: ``"topic:N"``: topic level N (0-based) is the device id (VIN, terminal phone number,
-    #: station id), checked against the payload's own; ``"payload"``: the payload's alone.
+    #: station id, charger id), checked against the payload's own; ``"payload"``: the
+    #: payload's alone.
     device: str = "payload"
 
     def __post_init__(self) -> None:
@@ -161,6 +164,8 @@ class MqttConfig(_Section, frozen=True):
     connect_timeout_s: PositiveFloat = 10.0
     #: How far back a redelivered (DUP) message's archive row is looked for.
     dedup_window_s: Positive = 86400
+    #: ID tags of charger-JSON sessions in ``charging_sessions``: ``hash`` (as OCPP's) or ``plain``.
+    id_tags: Literal["hash", "plain"] = "hash"
     routes: list[MqttRoute] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ from asyncpg.exceptions._base import DataError as ClientDataError
 from gateway import batch as batches
 from gateway.batch import Batch
 from gateway.config import PipelineConfig
+from gateway.metrics_hist import BATCH_ROWS_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram
 from gateway.spool import AsyncSpool, RecordTooLarge, SpoolFull
 
 log = logging.getLogger("silkgate.pipeline")
@@ -108,6 +109,9 @@ class PipelineStats:
     last_commit_s: float = 0.0
     outages: int = 0
     retries: int = 0  # batches written again after a deadlock / serialization failure
+    committed_by_type: dict[type, int] = field(default_factory=dict)  # rows per record type
+    batch_rows: Histogram = field(default_factory=lambda: Histogram(BATCH_ROWS_BOUNDS))
+    commit_s: Histogram = field(default_factory=lambda: Histogram(COMMIT_SECONDS_BOUNDS))
 
 
 class Pipeline:
@@ -352,9 +356,15 @@ class Pipeline:
                 raise
             await self._isolate_rejects(batch, exc)
         n = batches.rows(batch)
-        self.stats.committed_rows += n
-        self.stats.committed_batches += 1
-        self.stats.last_commit_s = self._clock() - started
+        st = self.stats
+        st.committed_rows += n
+        st.committed_batches += 1
+        st.last_commit_s = self._clock() - started
+        st.batch_rows.observe(n)
+        st.commit_s.observe(st.last_commit_s)
+        by_type = st.committed_by_type
+        for kind, recs in batch.items():
+            by_type[kind] = by_type.get(kind, 0) + len(recs)
 
     async def _write_retrying(self, batch: Batch) -> None:
         """Write the batch; retry a deadlock or serialization failure (another writer's

@@ -27,6 +27,7 @@ from gateway.commands import Commands
 from gateway.config import Config
 from gateway.forward import Forwarders
 from gateway.ingest import GBT32960, JT808
+from gateway.metrics_server import GatewayMetrics
 from gateway.pipeline import Pipeline, is_outage
 from gateway.registry import Registry
 from gateway.sink import StoreWriter
@@ -38,8 +39,10 @@ from gateway.tcp_simulator import SimConfig, TerminalFleet
 
 if TYPE_CHECKING:
     from gateway.adapters.mqtt import MqttAdapter
+    from gateway.api.service import ApiService
     from gateway.ocpp.service import OcppService
     from gateway.ocpp_simulator import ChargerFleet
+    from gateway.republish.service import Republisher
 
 log = logging.getLogger("silkgate.run")
 
@@ -61,6 +64,7 @@ class RunOptions:
     rollups_every_s: float = 300.0
     retention_every_s: float = 3600.0
     worker: int | None = None  # this process is worker i of ``run --workers N`` (supervisor)
+    workers: int = 1  # the N of ``--workers N``
 
 
 async def migrate_and_connect(cfg: Config, out: TextIO) -> asyncpg.Pool:
@@ -118,22 +122,32 @@ class Gateway:
         self.ocpp: OcppService | None = None
         self.mqtt: MqttAdapter | None = None
         self.charger_fleet: ChargerFleet | None = None  # --chargers
+        self.republisher: Republisher | None = None  # [republish], one process / worker 0
+        self.metrics: GatewayMetrics | None = None  # snapshot files, /metrics of one process
+        self.api: ApiService | None = None  # [api]
 
     async def serve(self) -> None:
         self.pool = await migrate_and_connect(self.cfg, self.out)
         try:
             Path(self.cfg.spool.path).mkdir(parents=True, exist_ok=True)
             self.spool = await AsyncSpool.open(self.cfg.spool.path, spool_config(self.cfg))
-            writer = StoreWriter(self.pool, dedup=self.cfg.pipeline.dedup)
+            # Every worker writes the republish outbox; one republisher drains it (below).
+            writer = StoreWriter(
+                self.pool, dedup=self.cfg.pipeline.dedup, outbox=self.cfg.republish.enabled
+            )
             self.pipeline = Pipeline(writer, self.spool, self.cfg.pipeline)
             self.pipeline.start()
             # Forwarders read committed archive rows; a missing secret is a ConfigError here.
             self.forwarders = Forwarders(self.cfg.forward, self.pool)
+            if self.cfg.republish.enabled and not self.opts.worker:
+                self._start_republish()  # a missing secret is a ConfigError here too
             self.forwarders.start()
             try:
                 await self._start_listeners()
                 await self._serve_tasks()
             finally:
+                if self.api is not None:  # first: its commands in flight need the connections
+                    await self.api.stop()
                 for listener in self.listeners:  # before the pipeline: their acks need it
                     await listener.stop()
                 if self.ocpp is not None:
@@ -142,6 +156,10 @@ class Gateway:
                     await self.mqtt.stop(timeout=self.cfg.pipeline.shutdown_grace_s)
                 await self.pipeline.close(timeout=self.cfg.pipeline.shutdown_grace_s)
                 await self.forwarders.close()  # after the last commits: they may forward them
+                if self.republisher is not None:  # the same: it publishes the last commits
+                    await self.republisher.stop()
+                if self.metrics is not None:
+                    await self.metrics.stop()  # the last snapshot, marked stopped
             self._print_status(final=True)
         finally:
             if self.spool is not None:
@@ -176,6 +194,22 @@ class Gateway:
             await self._start_ocpp(registry)
         if self.cfg.mqtt.enabled:
             self._start_mqtt()
+        if self.cfg.api.enabled:
+            await self._start_api()
+        self.metrics = GatewayMetrics(self, self.opts.worker)
+        await self.metrics.start(self.out)  # a ListenError when its port is taken
+
+    def _start_republish(self) -> None:
+        from gateway.republish.service import Republisher  # aiomqtt only when enabled
+
+        assert self.pool is not None
+        rep = self.cfg.republish
+        self.republisher = Republisher(rep, self.pool, self.cfg.registry)
+        self.republisher.start()  # loads its cursor, connects in the background
+        self.out.write(
+            f"republish: {rep.host}:{rep.port} as {rep.client_id!r}, QoS {rep.qos}, "
+            f"topics {rep.topic_prefix}/<operator>/<kind>/<device>\n"
+        )
 
     def _start_mqtt(self) -> None:
         from gateway.adapters.mqtt import MqttAdapter  # aiomqtt only when enabled
@@ -188,6 +222,29 @@ class Gateway:
             f"mqtt: {mqtt.host}:{mqtt.port} as {mqtt.client_id!r}, "
             f"{len(mqtt.routes)} route{'s' if len(mqtt.routes) != 1 else ''}\n"
         )
+
+    async def _start_api(self) -> None:
+        from gateway.api.config import command_socket_dir
+        from gateway.api.service import ApiService  # FastAPI only when enabled
+
+        api = self.cfg.api
+        self.api = ApiService(
+            api,
+            self.cfg.database_dsn(),
+            trucks=self.commands,
+            chargers=self.ocpp.commands if self.ocpp is not None else None,
+            worker=self.opts.worker,
+            workers=self.opts.workers,
+            sockets=command_socket_dir(api, self.cfg.spool.path),
+            connect_timeout_s=self.cfg.database.connect_timeout_s,
+        )
+        try:
+            await self.api.start()
+        except OSError as exc:
+            where = f"{api.host}:{api.port}"
+            raise ListenError(f"api: cannot listen on {where}: {exc.strerror or exc}") from None
+        scheme = "https" if api.tls else "http"
+        self.out.write(f"listening: api on {scheme}://{api.host}:{self.api.port}/docs\n")
 
     async def _start_ocpp(self, registry: Registry) -> None:
         from gateway.ocpp.service import OcppService  # FastAPI / uvicorn only when enabled
@@ -212,6 +269,8 @@ class Gateway:
     async def _serve_tasks(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._status(), name="status")]
+            if self.metrics is not None:
+                tasks.append(tg.create_task(self.metrics.run(), name="metrics"))
             if not self.opts.worker:  # one process (or worker 0 of --workers) maintains
                 tasks.append(tg.create_task(self._maintenance(), name="maintenance"))
             if self.opts.simulate:
@@ -312,8 +371,19 @@ class Gateway:
             self._print_status()
 
     def _print_status(self, *, final: bool = False) -> None:
-        if self.pipeline is None:
+        line = self.status_line()
+        if line is None:
             return
+        tty = self.out.isatty()
+        self.out.write(("\r" + line + "\x1b[K") if tty and not final else line + "\n")
+        if final and tty:
+            self.out.write("\n")
+        self.out.flush()
+
+    def status_line(self) -> str | None:
+        """The live counts on one line (None before the pipeline runs)."""
+        if self.pipeline is None:
+            return None
         st = self.pipeline.stats
         ingestors = [lst.ingest for lst in self.listeners]
         frames = sum(i.stats.frames for i in ingestors)
@@ -331,17 +401,17 @@ class Gateway:
             line += "  | " + listener.stats.summary()
         if self.ocpp is not None:
             line += "  | " + self.ocpp.status()
+        if self.api is not None:
+            line += "  | " + self.api.status()
         if self.mqtt is not None:
             line += "  | " + self.mqtt.status()
         if self.charger_fleet is not None:
             line += "  | " + self.charger_fleet.summary()
         if self.forwarders is not None and len(self.forwarders):
             line += "  | " + self.forwarders.status()
-        tty = self.out.isatty()
-        self.out.write(("\r" + line + "\x1b[K") if tty and not final else line + "\n")
-        if final and tty:
-            self.out.write("\n")
-        self.out.flush()
+        if self.republisher is not None:
+            line += "  | " + self.republisher.status()
+        return line
 
 
 def tune_gc() -> None:

@@ -1,4 +1,5 @@
-"""The pipeline's writer over the TimescaleDB store: one transaction per batch."""
+"""The pipeline's writer over the TimescaleDB store: one transaction per batch (with
+``outbox=True`` also holding the batch's row of the republish outbox, :mod:`gateway.republish`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import msgspec
 
 from gateway.batch import Batch
 from gateway.records import DeadLetter
+from gateway.republish import outbox
 from gateway.store.tables import spec_for
 from gateway.store.writer import write
 
@@ -23,19 +25,30 @@ _json = msgspec.json.Encoder()
 
 
 class StoreWriter:
-    """Writes batches with the store's COPY writer; rejected records become dead letters."""
+    """Writes batches with the store's COPY writer; rejected records become dead letters.
 
-    def __init__(self, pool: asyncpg.Pool, *, dedup: bool = True) -> None:
+    ``outbox``: every batch written also inserts one row into the republish outbox, in the same
+    transaction, holding the records it wrote except raw frames and dead letters (the store's
+    de-duplication is not consulted: a record the store already had is republished again).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, dedup: bool = True, outbox: bool = False) -> None:
         self.pool = pool
         self.dedup = dedup
+        self.outbox = outbox
         self.inserted_rows = 0  # new rows (duplicates not counted)
 
     async def write_batch(self, batch: Batch) -> None:
         inserted = 0
+        republish: Batch = {}
         async with _transaction(self.pool) as conn:
             for kind, records in batch.items():
                 rows = first_of_each_key(kind, records) if self.dedup else records
                 inserted += await write(conn, kind, rows, dedup=self.dedup)
+                if self.outbox and outbox.republishable(kind):
+                    republish[kind] = rows if isinstance(rows, list) else list(rows)
+            if republish:
+                await outbox.append(conn, republish)
         self.inserted_rows += inserted
 
     async def write_rejected(self, batch: Batch, error: BaseException) -> None:

@@ -30,12 +30,18 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
+from gateway.api.config import command_socket_dir
 from gateway.config import Config, ConfigError
+from gateway.metrics import WorkerState
+from gateway.metrics_config import metrics_dir
 from gateway.mqtt_config import split_shared
+
+if TYPE_CHECKING:
+    from gateway.metrics_server import SupervisorMetrics
 
 #: A crash this soon after the start counts as a fast crash.
 FAST_CRASH_S = 10.0
@@ -67,6 +73,10 @@ def check_workers(cfg: Config, workers: int) -> None:
     if cfg.ocpp.enabled and cfg.ocpp.port == 0:
         raise ConfigError(
             f"ocpp.port: 0 (any free port) cannot be shared by {workers} workers; name the port"
+        )
+    if cfg.api.enabled and cfg.api.port == 0:
+        raise ConfigError(
+            f"api.port: 0 (any free port) cannot be shared by {workers} workers; name the port"
         )
     mqtt = cfg.mqtt
     if mqtt.enabled:
@@ -109,7 +119,20 @@ def worker_config(cfg: Config, index: int, workers: int) -> Config:
     # Forwarders read the one archive all workers write, each with one durable cursor: worker 0
     # alone runs them (and the scheduled maintenance, see gateway.runner).
     forward = cfg.forward if index == 0 else replace(cfg.forward, gbt32960=[], json=[])
-    return replace(cfg, listeners=listeners, spool=spool, mqtt=mqtt, forward=forward)
+    # Snapshot files beside the workers' spools, where the supervisor reads them; the
+    # supervisor alone serves /metrics (gateway.metrics_server).
+    metrics = replace(cfg.metrics, dir=str(metrics_dir(cfg.metrics, cfg.spool.path)))
+    # The API's command sockets (gateway.api.routing): one directory every worker knows.
+    api = replace(cfg.api, socket_dir=str(command_socket_dir(cfg.api, cfg.spool.path)))
+    return replace(
+        cfg,
+        listeners=listeners,
+        spool=spool,
+        mqtt=mqtt,
+        forward=forward,
+        metrics=metrics,
+        api=api,
+    )
 
 
 def die_with_parent() -> None:
@@ -187,6 +210,18 @@ class Supervisor:
         self.stop = asyncio.Event()
         self.stopping = False
         self.gave_up: str | None = None
+        self.metrics: SupervisorMetrics | None = None  # [metrics] enabled: serves /metrics
+
+    def worker_states(self) -> list[WorkerState]:
+        """Per worker: the pid running it now (None: none) and its restarts (for /metrics)."""
+        return [
+            WorkerState(
+                w.index,
+                w.proc.pid if w.proc is not None and w.proc.returncode is None else None,
+                w.restarts,
+            )
+            for w in self.workers
+        ]
 
     def say(self, line: str) -> None:
         self.out.write(f"supervisor: {line}\n")
@@ -217,6 +252,16 @@ class Supervisor:
             self.say(f"database: {type(exc).__name__}: {exc}")
             return 1
         await pool.close()
+        if self.cfg.metrics.enabled:
+            from gateway.metrics_server import SupervisorMetrics
+
+            self.metrics = SupervisorMetrics(self)
+            try:
+                self.say(f"metrics: {await self.metrics.start()}")
+            except OSError as exc:
+                where = f"{self.cfg.metrics.host}:{self.cfg.metrics.port}"
+                self.say(f"metrics: cannot listen on {where}: {exc.strerror or exc}")
+                return 1
         self.say(f"{len(self.workers)} workers, pid {os.getpid()} (Ctrl-C to stop)")
         keepers = [
             asyncio.create_task(self._keep(w), name=f"worker-{w.index}") for w in self.workers
@@ -226,6 +271,8 @@ class Supervisor:
         ended: asyncio.Future[Any] = asyncio.gather(*keepers)
         await asyncio.wait([stopped, ended], return_when=asyncio.FIRST_COMPLETED)
         await self._stop_all()
+        if self.metrics is not None:
+            await self.metrics.close()
         stopped.cancel()
         if ended.done():
             ended.exception()  # retrieved: the loop below reports it

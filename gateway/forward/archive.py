@@ -10,6 +10,9 @@ it, whatever order transactions commit in; rows of a transaction still open wait
 When a read returns less than a page, everything below xmin has been seen: the returned
 ``horizon`` (xmin, 0) is a position the cursor may move to once the rows returned are done, so
 a forwarder whose vehicles are quiet does not re-scan other vehicles' rows on every poll.
+
+The order and the cursor rows are not the archive's alone: :func:`committed_after` and
+:class:`CursorRow` serve every table stamped the same way (the republish outbox, migration 0012).
 """
 
 from __future__ import annotations
@@ -66,6 +69,16 @@ class Cursor:
     login_serial: int | None = None
 
 
+def committed_after(alias: str) -> str:
+    """The WHERE fragment of the gap-free order for the table aliased ``alias``: its rows after
+    the cursor (``$1``: txid as text, asyncpg has no xid8 codec; ``$2``: seq) written by
+    transactions that have ended (below the statement's snapshot xmin)."""
+    return (
+        f"({alias}.txid, {alias}.seq) > ($1::text::xid8, $2::bigint) "
+        f"AND {alias}.txid < pg_snapshot_xmin(pg_current_snapshot())"
+    )
+
+
 def selection_sql(
     select: Selection, protocols: tuple[str, ...], first_param: int
 ) -> tuple[str, list[Any]]:
@@ -96,67 +109,14 @@ def selection_sql(
     return " AND ".join(clauses), args
 
 
-class Archive:
-    """The archive as one forwarder reads it: its selection, its page size, its cursor row."""
+class CursorRow:
+    """A reader's durable cursor: the row of ``forward_cursors`` named ``cursor_name``."""
 
-    def __init__(
-        self,
-        cursor_name: str,
-        select: Selection,
-        protocols: tuple[str, ...],
-        *,
-        page_rows: int,
-        extra_where: str = "",
-    ) -> None:
+    def __init__(self, cursor_name: str) -> None:
         self.cursor_name = cursor_name
-        self.page_rows = page_rows
-        where, self._args = selection_sql(select, protocols, 4)
-        if extra_where:
-            where += f" AND ({extra_where})"
-        # $1 / $2: the cursor; $3: the page size. txid travels as text (asyncpg has no xid8
-        # codec); ORDER BY matches raw_frames_forward_idx, so each chunk is an index range scan.
-        self._fetch = f"""
-            SELECT f.txid::text::bigint AS txid, f.seq, f.frame_id, f.received_at, f.protocol,
-                   f.version, f.device_id, f.frame, s.xmin
-            FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) s
-            LEFT JOIN LATERAL (
-                SELECT * FROM raw_frames f
-                WHERE f.txid IS NOT NULL
-                  AND (f.txid, f.seq) > ($1::text::xid8, $2::bigint)
-                  AND f.txid < pg_snapshot_xmin(pg_current_snapshot())
-                  AND {where}
-                ORDER BY f.txid, f.seq
-                LIMIT $3
-            ) f ON true
-        """
-
-    async def fetch(self, conn: Conn, after: Position) -> Page:
-        """Up to ``page_rows`` selected rows after ``after``, in order."""
-        records = await conn.fetch(
-            self._fetch, str(after.txid), after.seq, self.page_rows, *self._args
-        )
-        rows = [
-            ArchiveRow(
-                position=Position(r["txid"], r["seq"]),
-                frame_id=r["frame_id"],
-                received_at=r["received_at"],
-                protocol=r["protocol"],
-                version=r["version"],
-                device_id=r["device_id"],
-                frame=bytes(r["frame"]),
-            )
-            for r in records
-            if r["txid"] is not None
-        ]
-        horizon = None
-        if len(rows) < self.page_rows:
-            xmin: int = records[0]["xmin"]
-            if xmin > after.txid:
-                horizon = Position(xmin, 0)
-        return Page(rows, horizon)
 
     async def load(self, conn: Conn, start: Literal["latest", "earliest"]) -> Cursor:
-        """The saved cursor; a new one (saved now) at the archive's end or beginning."""
+        """The saved cursor; a new one (saved now) at the order's end or beginning."""
         row = await conn.fetchrow(
             "SELECT txid::text::bigint AS txid, seq, forwarded, login_day, login_serial "
             "FROM forward_cursors WHERE name = $1",
@@ -190,7 +150,7 @@ class Archive:
         conn: Conn,
         position: Position,
         forwarded: int,
-        last: ArchiveRow | None,
+        last: ArchiveRow | None = None,
     ) -> None:
         """Move the cursor to ``position`` (never backwards) with the ``forwarded`` total.
         Absolute values: a save whose outcome was lost (cancelled, connection cut) can simply
@@ -219,3 +179,62 @@ class Archive:
             day,
             serial,
         )
+
+
+class Archive(CursorRow):
+    """The archive as one forwarder reads it: its selection, its page size, its cursor row."""
+
+    def __init__(
+        self,
+        cursor_name: str,
+        select: Selection,
+        protocols: tuple[str, ...],
+        *,
+        page_rows: int,
+        extra_where: str = "",
+    ) -> None:
+        super().__init__(cursor_name)
+        self.page_rows = page_rows
+        where, self._args = selection_sql(select, protocols, 4)
+        if extra_where:
+            where += f" AND ({extra_where})"
+        # $1 / $2: the cursor; $3: the page size. txid travels as text (asyncpg has no xid8
+        # codec); ORDER BY matches raw_frames_forward_idx, so each chunk is an index range scan.
+        self._fetch = f"""
+            SELECT f.txid::text::bigint AS txid, f.seq, f.frame_id, f.received_at, f.protocol,
+                   f.version, f.device_id, f.frame, s.xmin
+            FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) s
+            LEFT JOIN LATERAL (
+                SELECT * FROM raw_frames f
+                WHERE f.txid IS NOT NULL
+                  AND {committed_after("f")}
+                  AND {where}
+                ORDER BY f.txid, f.seq
+                LIMIT $3
+            ) f ON true
+        """
+
+    async def fetch(self, conn: Conn, after: Position) -> Page:
+        """Up to ``page_rows`` selected rows after ``after``, in order."""
+        records = await conn.fetch(
+            self._fetch, str(after.txid), after.seq, self.page_rows, *self._args
+        )
+        rows = [
+            ArchiveRow(
+                position=Position(r["txid"], r["seq"]),
+                frame_id=r["frame_id"],
+                received_at=r["received_at"],
+                protocol=r["protocol"],
+                version=r["version"],
+                device_id=r["device_id"],
+                frame=bytes(r["frame"]),
+            )
+            for r in records
+            if r["txid"] is not None
+        ]
+        horizon = None
+        if len(rows) < self.page_rows:
+            xmin: int = records[0]["xmin"]
+            if xmin > after.txid:
+                horizon = Position(xmin, 0)
+        return Page(rows, horizon)

@@ -32,6 +32,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from gateway.json_messages import TZ_AWARE, MessageSet, PayloadError
+
 __all__ = [
     "MAX_PAYLOAD",
     "SUPPORTED_VERSIONS",
@@ -76,29 +78,20 @@ class Reason(StrEnum):
     STATION_MISMATCH = "station_mismatch"  # payload's station_id differs from the topic's
 
 
-class SwapPayloadError(ValueError):
+class SwapPayloadError(PayloadError):
     """A payload refused by :func:`decode`: ``reason``, ``message`` (starting with the JSON
     path, e.g. ``"$.bays[2].soc_pct: Expected `float` <= 100.0"``) and ``path``."""
 
-    def __init__(self, reason: Reason | str, message: str, path: str = "$") -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = Reason(reason)
-        self.message = message
-        self.path = path
+    REASONS = Reason
+    reason: Reason
 
 
-def _error(reason: Reason, path: str, detail: str) -> SwapPayloadError:
-    return SwapPayloadError(reason, f"{path}: {detail}", path)
+_error = SwapPayloadError.at
 
 
 # --------------------------------------------------------------------------- field types
 
-# RFC 3339 date-time with an offset, so the schema alone refuses naive times (format
-# "date-time" is an annotation that validators need not check).
-_RFC3339: Final = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-
-
-_TZ: Final = msgspec.Meta(tz=True, extra_json_schema={"pattern": _RFC3339})
+_TZ: Final = TZ_AWARE
 SentAt = Annotated[
     datetime, _TZ, msgspec.Meta(description="when the station made the message, RFC 3339")
 ]
@@ -294,13 +287,15 @@ TYPES: Final[dict[str, type[Message]]] = {
 }
 """``type`` value -> its Struct."""
 
-_DECODER: Final = msgspec.json.Decoder(Message)
-_ENCODER: Final = msgspec.json.Encoder()
+# The shared decoding (gateway.json_messages): size limit, envelope, path-carrying errors.
+_SET: Final = MessageSet[Message](
+    Message, versions=SUPPORTED_VERSIONS, error=SwapPayloadError, max_payload=MAX_PAYLOAD
+)
 
 
 def encode(message: Message) -> bytes:
     """The JSON payload of a message (fields left at their default are omitted)."""
-    return _ENCODER.encode(message)
+    return _SET.encode(message)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -314,118 +309,9 @@ def decode(
 
     Raises :class:`SwapPayloadError`.
     """
-    if len(payload) > MAX_PAYLOAD:
-        raise _error(Reason.TOO_LARGE, "$", f"{len(payload)} bytes, at most {MAX_PAYLOAD}")
-    try:
-        message = _DECODER.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise (_envelope_error(payload) or _validation_error(exc)) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: the latter
-        raise _error(Reason.NOT_JSON, "$", str(exc)) from exc
-    except RecursionError as exc:  # msgspec stops at Python's recursion limit
-        raise _error(Reason.BAD_VALUE, "$", "JSON nested too deeply") from exc
-    message = _with_station(message, station_id)
+    message = _SET.decode(payload)
+    message = _SET.identify(message, "station_id", station_id, StationId, Reason.STATION_MISMATCH)
     _check(message)
-    return message
-
-
-class _Envelope(msgspec.Struct):
-    """The version and type of a payload the full decode refused (Any: checked by hand)."""
-
-    v: Any = msgspec.UNSET
-    type: Any = msgspec.UNSET
-
-
-_ENVELOPE_DECODER: Final = msgspec.json.Decoder(_Envelope)
-
-
-def _envelope_error(payload: bytes | bytearray | memoryview | str) -> SwapPayloadError | None:
-    """The error of ``v`` or ``type``, if any: reported before the other fields' errors, since
-    a message of another version or type is checked against the wrong rules."""
-    try:
-        env = _ENVELOPE_DECODER.decode(payload)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None  # not an object: the full decode's error says so
-    v, kind = env.v, env.type
-    if v is msgspec.UNSET:
-        return _error(Reason.MISSING_FIELD, "$.v", "Object missing required field `v`")
-    if type(v) is not int:
-        return _error(Reason.BAD_TYPE, "$.v", f"Expected `int`, got {_json_type(v)}")
-    if v not in SUPPORTED_VERSIONS:
-        return _error(
-            Reason.UNSUPPORTED_VERSION,
-            "$.v",
-            f"version {v}; supported: {sorted(SUPPORTED_VERSIONS)}",
-        )
-    if kind is msgspec.UNSET:
-        return _error(Reason.MISSING_FIELD, "$.type", "Object missing required field `type`")
-    if not isinstance(kind, str):
-        return _error(Reason.BAD_TYPE, "$.type", f"Expected `str`, got {_json_type(kind)}")
-    if kind not in TYPES:
-        return _error(
-            Reason.UNKNOWN_TYPE,
-            "$.type",
-            f"unknown message type {kind[:64]!r}; known: {list(TYPES)}",
-        )
-    return None
-
-
-def _json_type(value: Any) -> str:
-    names = {bool: "bool", int: "int", float: "float", str: "str", list: "array", dict: "object"}
-    return "`null`" if value is None else f"`{names.get(type(value), type(value).__name__)}`"
-
-
-_AT: Final = " - at `"
-_MISSING: Final = "Object missing required field `"
-# msgspec's messages -> reason; the first match wins, the rest are bad values.
-_RULES: Final[tuple[tuple[str, Reason], ...]] = (
-    ("Expected `datetime` with a timezone component", Reason.NAIVE_TIME),
-    ("Expected `array` of length", Reason.BAD_VALUE),
-    ("Expected `str` of length", Reason.BAD_VALUE),
-    ("Expected `str` matching regex", Reason.BAD_VALUE),
-    ("Expected `int` >", Reason.BAD_VALUE),
-    ("Expected `int` <", Reason.BAD_VALUE),
-    ("Expected `float` >", Reason.BAD_VALUE),
-    ("Expected `float` <", Reason.BAD_VALUE),
-    ("Expected `", Reason.BAD_TYPE),  # "Expected `int`, got `str`", "Expected `object`, got ..."
-)
-
-
-def _validation_error(exc: msgspec.ValidationError) -> SwapPayloadError:
-    text = str(exc)
-    path = "$"
-    cut = text.rfind(_AT)
-    if cut >= 0 and text.endswith("`"):
-        path, text = text[cut + len(_AT) : -1], text[:cut]
-    if text.startswith(_MISSING):
-        field = text[len(_MISSING) : -1]
-        return _error(Reason.MISSING_FIELD, f"{path}.{field}", text)
-    reason = next((r for prefix, r in _RULES if text.startswith(prefix)), Reason.BAD_VALUE)
-    return _error(reason, path, text)
-
-
-def _with_station(message: Message, topic_station: str | None) -> Message:
-    own = message.station_id
-    if topic_station is None:
-        if own is None:
-            raise _error(
-                Reason.MISSING_FIELD,
-                "$.station_id",
-                "no station_id in the payload and none from the transport",
-            )
-        return message
-    if own is None:
-        try:
-            msgspec.convert(topic_station, StationId)
-        except msgspec.ValidationError as exc:
-            raise _error(Reason.BAD_VALUE, "$.station_id", f"from the transport: {exc}") from exc
-        return msgspec.structs.replace(message, station_id=topic_station)
-    if own != topic_station:
-        raise _error(
-            Reason.STATION_MISMATCH,
-            "$.station_id",
-            f"payload names {own!r}, the transport {topic_station[:64]!r}",
-        )
     return message
 
 
