@@ -10,7 +10,9 @@ part in its own process, in the same run:
   row and the table holds every message published so far (polled every few ms).
   The generated configuration is printed first (``bench: mqtt-config``).
 * ``impl: bare-aiomqtt``: ``async for message in client.messages: count += 1`` with aiomqtt
-  (QoS 1 subscription, same protocol version, uvloop like the gateway); it stores nothing.
+  (QoS 1 subscription, same protocol version, uvloop like the gateway); it stores nothing. Most
+  of its CPU is paho reading packets (several ``recv`` calls and a ``Properties`` object per
+  message); silkgate's intake parses PUBLISH packets itself, so it can beat this baseline.
 * The publisher: a raw-socket MQTT 3.1.1 client in a third process writing pre-encoded QoS 1
   PUBLISH packets in one go and counting the broker's PUBACKs (about 75,000 msg/s into the
   broker here, where a paho client managed 11,000: the subscriber side is what is measured).
@@ -37,11 +39,25 @@ at the end (one normalized row each, no dead letters).
 
 Lines (each with ``protocol``, ``mode``, ``load1``): ``per_s`` (all rounds' messages / their
 time) and ``best_round_per_s`` of ``bare-aiomqtt`` and of ``silkgate`` with ``vs:
-bare-aiomqtt`` and ``ratio`` (silkgate / bare), the CPU per message of the subscriber
-(``sub_cpu_us``, the whole process group for silkgate), the broker and PostgreSQL (which also
-answers the benchmark's polls), and ``publish_per_s`` (the slowest round's publisher); then
-with ``--workers N`` (N > 1, MQTT 5 only: the workers share ``$share/...`` subscriptions)
+bare-aiomqtt`` and ``ratio`` (silkgate / bare; ``ratio_rounds``: the lowest and highest ratio of
+two adjacent rounds), and ``publish_per_s`` (the slowest round's publisher); then with
+``--workers N`` (N > 1, MQTT 5 only: the workers share ``$share/...`` subscriptions)
 ``impl: silkgate-N-workers`` with ``vs: 1-worker`` and ``ratio`` = N-worker / 1-worker rate.
+
+Where the CPU goes, per line: ``cpu_us``, CPU microseconds per message, from the start of
+publishing to the round's end, of the subscriber (``sub``: silkgate's whole process group,
+supervisor and workers; ``sub_processes`` splits it by process: ``main``, ``supervisor``,
+``w0``, ...), the broker (``mosquitto``), PostgreSQL (the backends of the gateway's connections
+and of the benchmark's polls), the ``publisher``, this ``driver`` process, and ``other`` (the
+rest of the machine's busy time: other jobs, PostgreSQL's background processes). ``cores_busy``
+is how many of the machine's ``cores`` were busy during the measured intervals and ``cores_by``
+who used them; ``cpu_bound_per_s`` is the rate the cores would allow if they did nothing else
+(cores / the per-message CPU of subscriber, broker, PostgreSQL and publisher). A rate well
+below it with ``cores_busy`` near ``cores`` is bound by the machine's other work.
+
+MQTT 3.1.1 has no Receive Maximum: the broker's own limit of unacknowledged messages per client
+(Mosquitto's ``max_inflight_messages``, 100 in deploy/local/mosquitto.conf) then bounds the
+gateway, which acknowledges only after the commit: at most that many messages per batch cycle.
 
     .venv/bin/python benchmarks/mqtt.py [--messages 20000] [--protocol 5,3.1.1] [--workers 2]
                                         [--modes drain,live] [--payloads gbt32960,swap]
@@ -69,6 +85,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -90,6 +107,12 @@ def emit(bench: str, impl: str, **fields: object) -> None:
 
 def _tag() -> str:
     return secrets.token_hex(4)
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process so far."""
+    t = os.times()
+    return t.user + t.system
 
 
 # --------------------------------------------------------------------------- MQTT packets
@@ -213,7 +236,8 @@ def role_publish(packets_path: str, count: int) -> None:
     sock.close()
     if received < 4 * count:
         raise SystemExit(f"{received // 4} of {count} PUBACKs before the broker closed")
-    print(json.dumps({"event": "published", "t0": t0, "t_sent": t_sent, "t1": t1}), flush=True)
+    event = {"event": "published", "t0": t0, "t_sent": t_sent, "t1": t1, "cpu_s": _cpu_s()}
+    print(json.dumps(event), flush=True)
 
 
 async def role_bare(client_id: str, topic_filter: str, protocol: str, sizes: list[int]) -> None:
@@ -246,18 +270,92 @@ def _cumulative(sizes: Sequence[int]) -> list[int]:
 # --------------------------------------------------------------------------- processes
 
 
-def _group_cpu_s(pgid: int) -> float:
-    """CPU seconds of every process in process group ``pgid``."""
-    from gateway.procstats import cpu_s
-
-    total = 0.0
+def _group(pgid: int) -> dict[int, str]:
+    """The processes of process group ``pgid`` and their roles (``main``, ``supervisor``,
+    ``w<i>`` for a worker started with ``--worker-index i``)."""
+    out: dict[int, str] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
                 if int(stat[2]) == pgid:
-                    total += cpu_s(int(proc.name))
-    return total
+                    out[int(proc.name)] = _role((proc / "cmdline").read_bytes().split(b"\0"))
+    return out
+
+
+def _role(argv: list[bytes]) -> str:
+    if b"--worker-index" in argv:
+        return f"w{argv[argv.index(b'--worker-index') + 1].decode()}"
+    return "supervisor" if b"--workers" in argv else "main"
+
+
+def _ports_to(pids: Sequence[int], remote_port: int) -> list[int]:
+    """Local ports of the TCP connections of ``pids`` to ``remote_port``."""
+    inodes: set[int] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        inodes.add(int(link[8:-1]))
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if int(f[9]) in inodes and int(f[2].rsplit(":", 1)[1], 16) == remote_port:
+                    ports.append(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far, all cores (/proc/stat: not idle, iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds so far: the subscriber's processes (by role), its PostgreSQL backends (by
+    pid), the broker, this driver, the whole machine; and the time."""
+
+    sub: dict[str, float]
+    backends: dict[int, float]
+    broker: float
+    driver: float
+    machine: float
+    wall: float
+
+    @staticmethod
+    async def take(sub: Subscriber) -> CpuSnapshot:
+        from gateway.procstats import cpu_s
+
+        by_role: dict[str, float] = {}
+        for pid, role in _group(sub.child.pid).items():
+            by_role[role] = by_role.get(role, 0.0) + cpu_s(pid)
+        backends = {pid: cpu_s(pid) for pid in await sub.backends()}
+        return CpuSnapshot(
+            by_role, backends, _broker_cpu_s(), _cpu_s(), _machine_busy_s(), time.monotonic()
+        )
+
+    def since(self, earlier: CpuSnapshot) -> dict[str, float]:
+        """CPU seconds used between ``earlier`` and this one, by party (``other``: the rest of
+        the machine, publisher included), plus ``sub:<role>`` per subscriber process."""
+        sub = {k: v - earlier.sub.get(k, 0.0) for k, v in self.sub.items()}
+        # A backend that exits in between takes its CPU time along; a new one counts whole.
+        pg = sum(v - earlier.backends.get(pid, 0.0) for pid, v in self.backends.items())
+        used = {
+            "sub": sum(sub.values()),
+            "mosquitto": self.broker - earlier.broker,
+            "postgres": max(0.0, pg),
+            "driver": self.driver - earlier.driver,
+            "machine": self.machine - earlier.machine,
+            "wall": self.wall - earlier.wall,
+        }
+        ours = sum(used[k] for k in ("sub", "mosquitto", "postgres", "driver"))
+        used["other"] = max(0.0, used["machine"] - ours)
+        return used | {f"sub:{k}": v for k, v in sub.items()}
 
 
 def _broker_cpu_s() -> float:
@@ -388,22 +486,32 @@ class Figures:
 
     messages: int = 0
     seconds: float = 0.0
-    sub_cpu: float = 0.0
-    broker_cpu: float = 0.0
-    postgres_cpu: float = 0.0
+    #: CPU seconds by party, from the start of publishing to the end of each round.
+    cpu: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds by party (and ``wall``, ``machine``) over the measured intervals only.
+    interval: dict[str, float] = field(default_factory=dict)
     round_per_s: list[float] = field(default_factory=list)
     publish_per_s: list[float] = field(default_factory=list)
 
     def add(
-        self, n: int, seconds: float, sub: float, broker: float, pg: float, publish: float
+        self,
+        n: int,
+        seconds: float,
+        cpu: dict[str, float],
+        interval: dict[str, float],
+        publisher: tuple[float, float],
+        publish_per_s: float,
     ) -> None:
+        """One round; ``publisher``: its CPU seconds in all, and within the interval."""
         self.messages += n
         self.seconds += seconds
-        self.sub_cpu += sub
-        self.broker_cpu += broker
-        self.postgres_cpu += max(0.0, pg)  # backends that exit take their CPU time along
+        _take_publisher(cpu, publisher[0])
+        _take_publisher(interval, publisher[1])
+        for total, part in ((self.cpu, cpu), (self.interval, interval)):
+            for k, v in part.items():
+                total[k] = total.get(k, 0.0) + v
         self.round_per_s.append(n / max(seconds, 1e-9))
-        self.publish_per_s.append(publish)
+        self.publish_per_s.append(publish_per_s)
 
     @property
     def per_s(self) -> float:
@@ -411,17 +519,33 @@ class Figures:
 
     def fields(self) -> dict[str, object]:
         n = self.messages or 1
+        cpu, interval = self.cpu, self.interval
+        wall = interval.get("wall") or 1e-9
+        parties = ("sub", "mosquitto", "postgres", "publisher", "driver", "other")
+        cores = os.cpu_count() or 1
+        own = sum(cpu.get(k, 0.0) for k in parties[:4]) / n
         return {
             "per_s": round(self.per_s),
             "best_round_per_s": round(max(self.round_per_s, default=0)),
             "messages": self.messages,
             "rounds": len(self.round_per_s),
             "seconds": round(self.seconds, 3),
-            "sub_cpu_us": round(self.sub_cpu / n * 1e6, 1),
-            "broker_cpu_us": round(self.broker_cpu / n * 1e6, 1),
-            "postgres_cpu_us": round(self.postgres_cpu / n * 1e6, 1),
+            "cpu_us": {k: round(cpu.get(k, 0.0) / n * 1e6, 1) for k in parties},
+            "sub_processes": {
+                k[4:]: round(v / n * 1e6, 1) for k, v in sorted(cpu.items()) if k[:4] == "sub:"
+            },
+            "cores": cores,
+            "cores_busy": round(interval.get("machine", 0.0) / wall, 2),
+            "cores_by": {k: round(interval.get(k, 0.0) / wall, 2) for k in parties},
+            "cpu_bound_per_s": round(cores / own) if own else None,
             "publish_per_s": round(min(self.publish_per_s, default=0)),
         }
+
+
+def _take_publisher(used: dict[str, float], publisher: float) -> None:
+    """Move the publisher's CPU seconds out of ``other`` into their own entry."""
+    used["publisher"] = publisher
+    used["other"] = max(0.0, used.get("other", 0.0) - publisher)
 
 
 class Subscriber:
@@ -439,9 +563,9 @@ class Subscriber:
         """Wait until the round's ``n`` messages of ``kind`` are through; their end time."""
         raise NotImplementedError
 
-    def cpu_s(self) -> float:
-        """CPU seconds of the subscriber's processes so far."""
-        return _group_cpu_s(self.child.pid)
+    async def backends(self) -> list[int]:
+        """The PostgreSQL backends working for the subscriber (and for the benchmark's polls)."""
+        return []
 
 
 class Bare(Subscriber):
@@ -455,10 +579,24 @@ class Bare(Subscriber):
 class Silkgate(Subscriber):
     """``silkgate run`` with ``[mqtt]``; rounds end when their rows are committed."""
 
-    def __init__(self, impl: str, child: Child, payloads: dict[str, Payloads], conn: Any) -> None:
+    def __init__(
+        self, impl: str, child: Child, payloads: dict[str, Payloads], conn: Any, db_port: int
+    ) -> None:
         super().__init__(child, payloads)
         self.impl = impl
         self.conn = conn  # asyncpg connection on the gateway's schema
+        self.db_port = db_port
+
+    async def backends(self) -> list[int]:
+        ports = _ports_to(list(_group(self.child.pid)), self.db_port)
+        return [
+            row[0]
+            for row in await self.conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])"
+                " OR pid = pg_backend_pid()",
+                ports,
+            )
+        ]
 
     async def round_done(self, kind: str, n: int) -> float:
         from gateway.adapters.mqtt import frame_id
@@ -496,32 +634,34 @@ async def run_round(
     sub: Subscriber, kind: str, n: int, mode: str, workdir: Path, figures: Figures | None
 ) -> None:
     """Publish ``n`` messages and wait until ``sub`` has them all; add to ``figures``."""
-    from gateway.procstats import postgres_cpu_s
-
     messages = sub.payloads[kind].take(n)
     pub, path = await publish(messages, workdir)
     try:
         sub.last[kind] = messages[-1]
         sub.published[kind] = sub.published.get(kind, 0) + n
-        cpu = (sub.cpu_s(), _broker_cpu_s(), postgres_cpu_s())
+        before = await CpuSnapshot.take(sub)
         if mode == "drain":
             sub.child.signal_group(signal.SIGSTOP)
             await pub.send("go")
             sent = await pub.event("published")
             start = time.time()
+            at_start = await CpuSnapshot.take(sub)
             sub.child.signal_group(signal.SIGCONT)
         else:
+            at_start = before
             await pub.send("go")
             sent = await pub.event("published")
             start = float(sent["t0"])
         end = await sub.round_done(kind, n)
+        after = await CpuSnapshot.take(sub)
         if figures is not None:
+            publisher = float(sent["cpu_s"])
             figures.add(
                 n,
                 end - start,
-                sub.cpu_s() - cpu[0],
-                _broker_cpu_s() - cpu[1],
-                postgres_cpu_s() - cpu[2],
+                after.since(before),
+                after.since(at_start),
+                (publisher, publisher if mode == "live" else 0.0),
                 n / max(1e-6, sent["t1"] - sent["t0"]),
             )
     finally:
@@ -659,7 +799,7 @@ async def silkgate(
             conn = await asyncpg.connect(dsn)
             impl = "silkgate" if workers == 1 else f"silkgate-{workers}-workers"
             payloads = {kind: Payloads(kind, prefix) for kind in args.payloads}
-            sub = Silkgate(impl, child, payloads, conn)
+            sub = Silkgate(impl, child, payloads, conn, urlsplit(dsn).port or 5432)
             yield sub
             await _check_rows(conn, sub.published)
         finally:
@@ -750,6 +890,7 @@ async def run_protocol(
                     workers=1,
                     vs=IMPL_BARE,
                     ratio=round(one.per_s / b.per_s, 3),
+                    ratio_rounds=_ratio_range(one, b),
                 )
                 if workers > 1:
                     many = figures[gateways[1].impl, mode]
@@ -761,7 +902,14 @@ async def run_protocol(
                         workers=workers,
                         vs="1-worker",
                         ratio=round(many.per_s / one.per_s, 3),
+                        ratio_rounds=_ratio_range(many, one),
                     )
+
+
+def _ratio_range(ours: Figures, theirs: Figures) -> list[float]:
+    """The lowest and highest rate ratio of two rounds run one after the other."""
+    ratios = [a / b for a, b in zip(ours.round_per_s, theirs.round_per_s, strict=True) if b]
+    return [round(min(ratios), 3), round(max(ratios), 3)] if ratios else []
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -776,6 +924,7 @@ async def main_async(args: argparse.Namespace) -> None:
             "the worker comparison is skipped",
             file=sys.stderr,
         )
+    emit("mqtt-machine", "start", cores=os.cpu_count(), loadavg=os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="silkgate-mqtt-bench-") as tmp:
         for i, protocol in enumerate(args.protocol):
             workers = args.workers if workers_ok else 1
@@ -783,6 +932,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 print(f"--workers {workers}: needs MQTT 5, not run on {protocol}", file=sys.stderr)
                 workers = 1
             await run_protocol(protocol, workers, args, Path(tmp), i == 0)
+    emit("mqtt-machine", "end", cores=os.cpu_count(), loadavg=os.getloadavg())
     print(f"done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 

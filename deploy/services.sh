@@ -2,8 +2,10 @@
 # Local services for silkgate, without a Docker engine: Mosquitto and PostgreSQL 17 + TimescaleDB,
 # both bound to 127.0.0.1. Every command is idempotent.
 #
-#   deploy/services.sh install   host packages (mosquitto, openssl, debootstrap) and, on Debian 12,
+#   deploy/services.sh install   host packages (mosquitto, openssl, debootstrap, and the headless
+#                                Chromium of the status page's browser test) and, on Debian 12,
 #                                a Debian 13 root with postgresql-17 + timescaledb, built once
+#   deploy/services.sh browser   only the headless Chromium (tests run against other services)
 #   deploy/services.sh start     install if needed, then start them all and wait until they serve;
 #                                a broker already running with an outdated configuration (or TLS
 #                                files) is restarted
@@ -47,6 +49,9 @@ MQTT_PASSWORD=silkgate-mqtt
 SUITE=trixie
 PG_MAJOR=17
 ROOT_PACKAGES="postgresql-$PG_MAJOR postgresql-$PG_MAJOR-timescaledb"
+# tests/integration/test_status_page.py loads /status in it: Chromium's headless shell (about
+# 100 MB to download once, no X server) and a font for the page's text.
+BROWSER_PACKAGES="chromium-headless-shell fonts-dejavu-core"
 # Written into the root when it is complete; a root without it (or with another recipe) is rebuilt.
 RECIPE="silkgate-root v1: $SUITE $ROOT_PACKAGES"
 MARKER=.silkgate-root
@@ -271,7 +276,14 @@ cmd_install() {
         apt_install mosquitto mosquitto-clients openssl debootstrap
         build_root
     fi
+    cmd_browser
     STEP=install
+}
+
+cmd_browser() {
+    STEP="install (browser)"
+    # shellcheck disable=SC2086
+    apt_install $BROWSER_PACKAGES
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -720,6 +732,13 @@ main() {
         take_lock
         cmd_install
         log "install: done"
+        ;;
+    browser)
+        STEP=browser
+        need_root
+        take_lock
+        cmd_browser
+        log "browser: $(command -v chromium-headless-shell || echo 'not found')"
         ;;
     start)
         STEP=start

@@ -1,5 +1,5 @@
 """The ``silkgate`` command line: ``decode`` frames from hex, ``run`` the gateway, ``simulate``
-terminals over TCP, ``info`` about this install."""
+terminals over TCP, ``status`` of a running gateway, ``info`` about this install."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from gateway.codecs import gbt32960, jt808
 from gateway.codecs.errors import ProtocolError
 from gateway.normalize import normalize
 from gateway.render import to_builtins, to_json
+from gateway.reports.cli import add_parser as add_report_parser
 
 if TYPE_CHECKING:
     from gateway.tcp_simulator import SimConfig
@@ -91,6 +92,12 @@ def cmd_decode(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return status
 
 
+def cmd_status(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from gateway.metrics import status_command
+
+    return status_command(ns.config, out, err)
+
+
 def cmd_info(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.write(
         to_json(
@@ -142,6 +149,7 @@ def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         charger_interval_s=ns.charger_interval,
         duration_s=ns.duration,
         worker=worker,
+        workers=ns.workers,
     )
     from gateway.adapters.tcp import loop_factory
 
@@ -312,6 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="only measure how many reports/s this process makes (S s per version)",
     )
     sim.set_defaults(func=cmd_simulate)
+
+    status = sub.add_parser(
+        "status",
+        help="the live counts of a running gateway, one line per worker",
+        description="Read the snapshot files the gateway processes of this configuration "
+        "write every second (<spool.path>/metrics, or metrics.dir) and print one status line "
+        "per worker. Exit status 0 when at least one is running.",
+    )
+    status.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    status.set_defaults(func=cmd_status)
+
+    from gateway.api.cli import add_parser as add_token_parser  # no FastAPI import
+
+    add_token_parser(sub)
+
+    add_report_parser(sub)  # silkgate report: gateway/reports/cli.py
 
     info = sub.add_parser("info", help="version and the active codec implementations")
     info.set_defaults(func=cmd_info)

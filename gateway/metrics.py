@@ -243,7 +243,7 @@ class SnapshotBuilder:
     def __init__(self) -> None:
         self._series: dict[str, dict[tuple[tuple[str, str], ...], Series]] = {}
 
-    def add(self, name: str, value: float, **labels: str) -> None:
+    def add(self, name: str, value: float, /, **labels: str) -> None:
         """Add ``value`` to the series of ``name`` with ``labels`` (created at 0)."""
         key = self._check(name, labels, histogram=False)
         family = self._series.setdefault(name, {})
@@ -268,7 +268,7 @@ class SnapshotBuilder:
             return
         family[key] = Series(labels=labels, bounds=list(bounds), counts=list(counts), sum=total)
 
-    def observe(self, name: str, hist: Histogram, **labels: str) -> None:
+    def observe(self, name: str, hist: Histogram, /, **labels: str) -> None:
         """A histogram series from a :class:`~gateway.metrics_hist.Histogram`."""
         self.histogram(name, hist.bounds, hist.counts, hist.sum, **labels)
 

@@ -93,6 +93,8 @@ class _Pending:
     rows: int = 0
     first_at: float = 0.0
     taken: asyncio.Event = field(default_factory=asyncio.Event)  # set when the writer takes it
+    #: A submitter can add nothing more until these rows are durable: write them now.
+    due: bool = False
 
 
 @dataclass
@@ -195,8 +197,12 @@ class Pipeline:
 
     # -- submitting --------------------------------------------------------------------------
 
-    async def submit(self, records: Iterable[msgspec.Struct]) -> asyncio.Future[None]:
+    async def submit(
+        self, records: Iterable[msgspec.Struct], *, write_now: bool = False
+    ) -> asyncio.Future[None]:
         """Queue ``records``; wait while that would exceed ``queue_rows`` for a record type.
+        ``write_now``: the submitter sends nothing more until these are durable, so the batch
+        is written without waiting for ``batch_rows`` or ``batch_age_ms``.
 
         The returned future resolves when the records are durable, or fails with the error
         that made that impossible (only when the pipeline is closed under it)."""
@@ -233,8 +239,9 @@ class Pipeline:
         pending.rows += n
         pending.futures.append(fut)
         self.stats.submitted_rows += n
-        if pending.rows >= self._cfg.batch_rows or pending.rows == n:
-            self._wake.set()  # full, or the first rows of a batch: start its age clock
+        pending.due |= write_now
+        if pending.rows >= self._cfg.batch_rows or pending.rows == n or write_now:
+            self._wake.set()  # full, due, or the first rows of a batch: start its age clock
         return fut
 
     async def ingest(self, records: Iterable[msgspec.Struct]) -> None:
@@ -253,7 +260,7 @@ class Pipeline:
         age = self._cfg.batch_age_ms / 1000
         while True:
             p = self._pending
-            if p.rows and (self._closing or p.rows >= self._cfg.batch_rows):
+            if p.rows and (self._closing or p.due or p.rows >= self._cfg.batch_rows):
                 break
             if p.rows:
                 remaining = p.first_at + age - self._clock()

@@ -39,6 +39,9 @@ class ApiConfig(_Section, frozen=True):
     ``max_body_bytes``: the largest request body (413 beyond; a body must have a
     Content-Length). ``socket_dir``: where the worker processes of ``--workers N`` listen
     for each other's commands (unix sockets ``w<i>.sock``; empty: ``<spool.path>/api``).
+    ``report_timeout_s``: how long one ``/v1/reports`` request may take in all (each of its
+    statements still under ``query_timeout_s``); ``max_reports``: reports built at once per
+    process (each holds one pool connection meanwhile; more get 503).
     """
 
     enabled: bool = False
@@ -59,6 +62,8 @@ class ApiConfig(_Section, frozen=True):
     max_command_timeout_s: PositiveFloat = 300.0
     token_cache_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
     socket_dir: str = ""
+    report_timeout_s: PositiveFloat = 300.0
+    max_reports: Positive = 2
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

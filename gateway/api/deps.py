@@ -16,12 +16,13 @@ from gateway.api.config import ApiConfig
 from gateway.api.ratelimit import RateLimiter, retry_after
 from gateway.api.responses import ApiError
 from gateway.api.routing import CommandRouter
+from gateway.reports.config import ReportsConfig
 
 
 @dataclass
 class ApiContext:
-    """The API's state: its config, pool, tokens, limits, audit and (where the gateway runs
-    listeners) the command router."""
+    """The API's state: its config, pool, tokens, limits, audit, (where the gateway runs
+    listeners) the command router, and the ``[reports]`` rules of ``/v1/reports``."""
 
     cfg: ApiConfig
     pool: asyncpg.Pool
@@ -31,6 +32,7 @@ class ApiContext:
     router: CommandRouter | None = None
     worker: int | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
 
 async def context(request: Request) -> ApiContext:

@@ -25,6 +25,7 @@ from gateway.api.ratelimit import RateLimiter
 from gateway.api.routing import CommandRouter
 from gateway.commands import Commands
 from gateway.ocpp.commands import ChargerCommands
+from gateway.reports.config import ReportsConfig
 
 
 class _Server(uvicorn.Server):
@@ -38,7 +39,7 @@ class _Server(uvicorn.Server):
 class ApiService:
     """``[api]`` in one gateway process. ``worker`` / ``workers``: this process's index and
     the number of worker processes (None / 1: a single process); ``sockets``: the directory
-    of the workers' command sockets."""
+    of the workers' command sockets; ``reports``: the rules of ``/v1/reports``."""
 
     def __init__(
         self,
@@ -51,8 +52,10 @@ class ApiService:
         workers: int = 1,
         sockets: Path | None = None,
         connect_timeout_s: float = 5.0,
+        reports: ReportsConfig | None = None,
     ) -> None:
         self.cfg = cfg
+        self.reports = reports or ReportsConfig()
         self.dsn = dsn
         self.connect_timeout_s = connect_timeout_s
         self.router = CommandRouter(
@@ -89,6 +92,7 @@ class ApiService:
                 audit=AuditLog(self.pool),
                 router=self.router,
                 worker=self.worker,
+                reports=self.reports,
             )
             await self.router.start()
             config = uvicorn.Config(

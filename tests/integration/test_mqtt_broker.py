@@ -195,8 +195,8 @@ class _LateDurability:
         self.pipeline = pipeline
         self.delay = delay
 
-    async def submit(self, records: Any) -> asyncio.Future[None]:
-        inner = await self.pipeline.submit(records)
+    async def submit(self, records: Any, *, write_now: bool = False) -> asyncio.Future[None]:
+        inner = await self.pipeline.submit(records, write_now=write_now)
         loop = asyncio.get_running_loop()
         outer: asyncio.Future[None] = loop.create_future()
 
