@@ -37,6 +37,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,10 @@ log = logging.getLogger("silkgate.mqtt")
 NO_ROUTE_PROTOCOL = "mqtt"
 #: Processed frame ids remembered in memory (beyond that, the store is asked).
 _RECENT = 65536
+#: After each (re)connect every delivery is checked against the store for this long, not only
+#: DUP ones: a broker restarted from an older save (a crash) sends again, without DUP, what was
+#: still queued at that save, though the gateway may have stored and acknowledged it since.
+_SUSPECT_AFTER_CONNECT_S = 10.0
 #: The JSON message sets' codecs -> their archive rows' ``protocol``.
 _JSON_PROTOCOLS = {"swap": swap_normalize.PROTOCOL, "charger": charger_normalize.PROTOCOL}
 #: Topics whose route, device and peer are remembered (the cache starts over beyond that).
@@ -176,6 +181,8 @@ class MqttAdapter:
         self._outstanding: set[asyncio.Future[None]] = set()
         self._window = timedelta(seconds=cfg.dedup_window_s)
         self._topics: dict[str, _Topic] = {}
+        self._connects = 0  # the intake's connects when last looked at
+        self._suspect_until = 0.0  # deliveries received before this (epoch s) may be repeats
         # Deliveries of one socket read share their receive time: its datetime, made once.
         self._received: tuple[float, datetime] = (0.0, datetime.fromtimestamp(0, UTC))
 
@@ -253,16 +260,24 @@ class MqttAdapter:
 
     # -- redeliveries ----------------------------------------------------------------------
 
+    def _maybe_resent(self, d: Delivery) -> bool:
+        return _resent(d) or d.received_at < self._suspect_until
+
     async def _not_stored(self, messages: list[_Message]) -> list[_Message]:
         """``messages`` without the redeliveries whose archive row is already durable."""
-        if not any(_resent(m.delivery) for m in messages):  # the normal case: nothing resent
+        connects = self.intake.stats.connects
+        if connects != self._connects:
+            self._connects = connects
+            self._suspect_until = time.time() + _SUSPECT_AFTER_CONNECT_S
+        resent = self._maybe_resent
+        if not any(resent(m.delivery) for m in messages):  # the normal case: nothing resent
             for m in messages:
                 self._count(m.records)
             return messages
         stored: set[uuid.UUID] = set()
         ask: list[uuid.UUID] = []
         for m in messages:
-            if not _resent(m.delivery) or m.fid in stored:
+            if not resent(m.delivery) or m.fid in stored:
                 continue
             earlier = self._pending.get(m.fid)
             if earlier is not None:
@@ -278,7 +293,7 @@ class MqttAdapter:
         out: list[_Message] = []
         seen: set[uuid.UUID] = set()
         for m in messages:
-            if _resent(m.delivery) and (m.fid in stored or m.fid in seen):
+            if resent(m.delivery) and (m.fid in stored or m.fid in seen):
                 self.stats.duplicates += 1
                 continue
             seen.add(m.fid)
