@@ -382,6 +382,27 @@ INSERT INTO operators (operator_id, name, timezone) VALUES
 INSERT INTO stations (station_id, operator_id, kind) VALUES ('BENCHS', 'bench-th', 'charging');
 """
 
+DATA_TABLES = (
+    "vehicle_realtime",
+    "alarms",
+    "vehicle_sessions",
+    "charger_status",
+    "charging_sessions",
+    "meter_values",
+    "swap_events",
+    "station_status",
+)
+"""The tables the benchmark loads (ANALYZEd after loading)."""
+SETUP_TABLES = (
+    "report_vehicle_days",
+    "bench_scale",
+    "vehicles",
+    "chargers",
+    "stations",
+    "operators",
+)
+"""The other tables a reload empties."""
+
 
 async def _prepare(dsn: str, args: argparse.Namespace) -> tuple[str, int]:
     """The scale's schema, loaded (reused when already complete); its DSN and realtime rows."""
@@ -402,22 +423,7 @@ async def _prepare(dsn: str, args: argparse.Namespace) -> tuple[str, int]:
         done = await conn.fetchrow("SELECT scale, rows FROM bench_scale")
         if done is not None and json.loads(done["scale"]) == scale:
             return scoped, int(done["rows"])
-        for table in (
-            "vehicle_realtime",
-            "alarms",
-            "vehicle_sessions",
-            "charger_status",
-            "charging_sessions",
-            "meter_values",
-            "swap_events",
-            "station_status",
-            "report_vehicle_days",
-            "bench_scale",
-            "vehicles",
-            "chargers",
-            "stations",
-            "operators",
-        ):
+        for table in (*DATA_TABLES, *SETUP_TABLES):
             await conn.execute(f"TRUNCATE {table} CASCADE")
         started = time.perf_counter()
         await conn.execute(REGISTRY)
@@ -440,16 +446,7 @@ async def _prepare(dsn: str, args: argparse.Namespace) -> tuple[str, int]:
         rows = await _load_vehicles(conn, args)
         await _load_chargers(conn, args)
         await _load_swaps(conn, args)
-        for table in (
-            "vehicle_realtime",
-            "alarms",
-            "vehicle_sessions",
-            "charger_status",
-            "charging_sessions",
-            "meter_values",
-            "swap_events",
-            "station_status",
-        ):
+        for table in DATA_TABLES:
             await conn.execute(f"ANALYZE {table}")  # a bare ANALYZE would do every schema
         await conn.execute("INSERT INTO bench_scale VALUES ($1, $2)", json.dumps(scale), rows)
         emit(

@@ -17,6 +17,8 @@ from gateway.metrics import Snapshot, SnapshotBuilder
 from gateway.store.tables import TABLES
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from gateway.runner import Gateway
 
 #: GB/T 32960 command byte -> frame kind (``CMD_REALTIME`` -> ``realtime``).
@@ -61,6 +63,55 @@ _KINDS: Final = {"gbt32960": GBT_KINDS, "jt808": JT808_KINDS}
 _TABLE_OF_NAME: Final = {t.__name__: spec.name for t, spec in TABLES.items()}
 _PAGE: Final = os.sysconf("SC_PAGE_SIZE")
 
+#: (metric, attribute) tables read by :func:`_add_fields`, one series per row.
+_MQTT_INTAKE_FIELDS: Final = (
+    ("silkgate_mqtt_connected", "connected"),
+    ("silkgate_mqtt_received_total", "received"),
+    ("silkgate_mqtt_redelivered_total", "redelivered"),
+    ("silkgate_mqtt_acked_total", "acked"),
+    ("silkgate_mqtt_in_flight", "in_flight"),
+    ("silkgate_mqtt_connects_total", "connects"),
+    ("silkgate_mqtt_connect_failures_total", "connect_failures"),
+)
+_MQTT_ADAPTER_FIELDS: Final = (
+    ("silkgate_mqtt_duplicates_total", "duplicates"),
+    ("silkgate_mqtt_failed_batches_total", "failed_batches"),
+)
+_PIPELINE_FIELDS: Final = (
+    ("silkgate_rows_submitted_total", "submitted_rows"),
+    ("silkgate_batches_committed_total", "committed_batches"),
+    ("silkgate_rows_spooled_total", "spooled_rows"),
+    ("silkgate_batches_spooled_total", "spooled_batches"),
+    ("silkgate_rows_replayed_total", "replayed_rows"),
+    ("silkgate_rows_rejected_total", "rejected_rows"),
+    ("silkgate_database_outages_total", "outages"),
+    ("silkgate_batch_retries_total", "retries"),
+)
+_SPOOL_FIELDS: Final = (
+    ("silkgate_spool_bytes", "bytes"),
+    ("silkgate_spool_records", "records"),
+    ("silkgate_spool_segments", "segments"),
+    ("silkgate_spool_max_bytes", "max_bytes"),
+)
+_FORWARDER_FIELDS: Final = (
+    ("silkgate_forwarder_up", "connected"),
+    ("silkgate_forwarder_lag_seconds", "lag_s"),
+    ("silkgate_forwarder_pending", "pending"),
+    ("silkgate_forwarder_caught_up", "caught_up"),
+    ("silkgate_forwarded_total", "forwarded"),
+    ("silkgate_forwarder_rejected_total", "rejected"),
+    ("silkgate_forwarder_skipped_total", "skipped"),
+    ("silkgate_forwarder_failures_total", "failures"),
+)
+_REPUBLISH_FIELDS: Final = (
+    ("silkgate_republish_connected", "connected"),
+    ("silkgate_republished_total", "published"),
+    ("silkgate_republish_lag_records", "lag_records"),
+    ("silkgate_republish_lag_seconds", "lag_s"),
+    ("silkgate_republish_errors_total", "errors"),
+    ("silkgate_republish_rejected_total", "rejected"),
+)
+
 
 def frame_kind(protocol: str, code: int) -> str:
     """The ``kind`` label of a decoded frame; ids that are not known are ``other`` (a label
@@ -74,6 +125,20 @@ def _rss_bytes() -> int:
             return int(f.read().split()[1]) * _PAGE
     except (OSError, IndexError, ValueError):  # not Linux: the peak instead
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _add_fields(
+    b: SnapshotBuilder, source: object, fields: Iterable[tuple[str, str]], **labels: str
+) -> None:
+    """One series per ``(metric, attribute)`` of ``source``: flags as 1/0, floats (lags)
+    rounded to the millisecond."""
+    for name, attr in fields:
+        value = getattr(source, attr)
+        if isinstance(value, bool):
+            value = 1 if value else 0
+        elif isinstance(value, float):
+            value = round(value, 3)
+        b.add(name, value, **labels)
 
 
 def _connections(b: SnapshotBuilder, st: ListenerStats) -> None:
@@ -127,61 +192,30 @@ def collect(
         b.add("silkgate_records_total", ms.records, protocol="mqtt")
         for reason, n in ms.by_reason.items():
             b.add("silkgate_dead_letters_total", n, protocol="mqtt", reason=reason)
-        b.add("silkgate_mqtt_connected", 1 if it.connected else 0)
-        b.add("silkgate_mqtt_received_total", it.received)
-        b.add("silkgate_mqtt_redelivered_total", it.redelivered)
-        b.add("silkgate_mqtt_duplicates_total", ms.duplicates)
-        b.add("silkgate_mqtt_acked_total", it.acked)
-        b.add("silkgate_mqtt_in_flight", it.in_flight)
-        b.add("silkgate_mqtt_connects_total", it.connects)
-        b.add("silkgate_mqtt_connect_failures_total", it.connect_failures)
-        b.add("silkgate_mqtt_failed_batches_total", ms.failed_batches)
+        _add_fields(b, it, _MQTT_INTAKE_FIELDS)
+        _add_fields(b, ms, _MQTT_ADAPTER_FIELDS)
 
     if gw.pipeline is not None:
         pl = gw.pipeline
         ps = pl.stats
-        b.add("silkgate_rows_submitted_total", ps.submitted_rows)
+        _add_fields(b, ps, _PIPELINE_FIELDS)
         for kind, n in ps.committed_by_type.items():
             table = TABLES[kind].name if kind in TABLES else kind.__name__
             b.add("silkgate_rows_committed_total", n, table=table)
-        b.add("silkgate_batches_committed_total", ps.committed_batches)
-        b.add("silkgate_rows_spooled_total", ps.spooled_rows)
-        b.add("silkgate_batches_spooled_total", ps.spooled_batches)
-        b.add("silkgate_rows_replayed_total", ps.replayed_rows)
-        b.add("silkgate_rows_rejected_total", ps.rejected_rows)
-        b.add("silkgate_database_outages_total", ps.outages)
-        b.add("silkgate_batch_retries_total", ps.retries)
         b.observe("silkgate_batch_rows", ps.batch_rows)
         b.observe("silkgate_commit_seconds", ps.commit_s)
         for name, n in pl.queued_rows().items():
             b.add("silkgate_queue_rows", n, table=_TABLE_OF_NAME.get(name, name))
         b.add("silkgate_spooling", 1 if pl.spooling else 0)
     if gw.spool is not None:
-        usage = gw.spool.usage()
-        b.add("silkgate_spool_bytes", usage.bytes)
-        b.add("silkgate_spool_records", usage.records)
-        b.add("silkgate_spool_segments", usage.segments)
-        b.add("silkgate_spool_max_bytes", usage.max_bytes)
+        _add_fields(b, gw.spool.usage(), _SPOOL_FIELDS)
 
     if gw.forwarders is not None:
         for fs in gw.forwarders.stats():
-            fl = {"forwarder": fs.name, "kind": fs.kind}
-            b.add("silkgate_forwarder_up", 1 if fs.connected else 0, **fl)
-            b.add("silkgate_forwarder_lag_seconds", round(fs.lag_s, 3), **fl)
-            b.add("silkgate_forwarder_pending", fs.pending, **fl)
-            b.add("silkgate_forwarder_caught_up", 1 if fs.caught_up else 0, **fl)
-            b.add("silkgate_forwarded_total", fs.forwarded, **fl)
-            b.add("silkgate_forwarder_rejected_total", fs.rejected, **fl)
-            b.add("silkgate_forwarder_skipped_total", fs.skipped, **fl)
-            b.add("silkgate_forwarder_failures_total", fs.failures, **fl)
+            _add_fields(b, fs, _FORWARDER_FIELDS, forwarder=fs.name, kind=fs.kind)
     if gw.republisher is not None:
         rs = gw.republisher.stats
-        b.add("silkgate_republish_connected", 1 if rs.connected else 0, name=rs.name)
-        b.add("silkgate_republished_total", rs.published, name=rs.name)
-        b.add("silkgate_republish_lag_records", rs.lag_records, name=rs.name)
-        b.add("silkgate_republish_lag_seconds", round(rs.lag_s, 3), name=rs.name)
-        b.add("silkgate_republish_errors_total", rs.errors, name=rs.name)
-        b.add("silkgate_republish_rejected_total", rs.rejected, name=rs.name)
+        _add_fields(b, rs, _REPUBLISH_FIELDS, name=rs.name)
     if gw.api is not None and gw.api.ctx is not None:
         b.add("silkgate_api_rate_limited_total", gw.api.ctx.limiter.refused)
         b.add("silkgate_api_audit_failures_total", gw.api.ctx.audit.failed)

@@ -34,7 +34,7 @@ from gateway.metrics import (
     write_snapshot,
 )
 from gateway.metrics_config import MetricsConfig, metrics_dir, snapshot_path
-from gateway.status_page import Page, StatusPage
+from gateway.status_page import LastPositions, Page, StatusPage
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -181,7 +181,7 @@ class GatewayMetrics:
         self.http: MetricsHttp | None = None
         self.status: StatusPage | None = None
         if self.cfg.enabled and worker is None:
-            self.status = StatusPage(self.merged, gw.cfg.database_dsn())
+            self.status = StatusPage(self.merged, LastPositions(gw.cfg.database_dsn()))
             self.http = MetricsHttp(self.cfg.host, self.cfg.port, self.render, self.status.pages())
         self._write_failed = False
 
@@ -259,7 +259,7 @@ class SupervisorMetrics:
         cfg = supervisor.cfg
         self.cfg = cfg.metrics
         self.dir = metrics_dir(cfg.metrics, cfg.spool.path)
-        self.status = StatusPage(self.merged, cfg.database_dsn())
+        self.status = StatusPage(self.merged, LastPositions(cfg.database_dsn()))
         self.http = MetricsHttp(self.cfg.host, self.cfg.port, self.render, self.status.pages())
 
     async def start(self) -> str:

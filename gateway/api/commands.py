@@ -23,12 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api import kinds as K
 from gateway.api.audit import PENDING, REFUSED, redact
-from gateway.api.auth import Principal
-from gateway.api.deps import ApiContext, Caller, Ctx, peer
+from gateway.api.deps import Caller, Ctx, peer
 from gateway.api.dispatch import CommandSpec, NotServed, check
 from gateway.api.responses import COMMON_ERRORS, ApiError, Json, error_doc
 from gateway.api.routing import PeerUnavailable
-from gateway.api.scope import DeviceClass, phone_forms, scope_sql, visible
+from gateway.api.scope import DeviceClass, device_forms, phone_forms, visible
 from gateway.commands_types import CommandError, CommandResult
 
 router = APIRouter(prefix="/v1", tags=["commands"])
@@ -208,14 +207,6 @@ _COMMAND_COLUMNS: Final = (
 )
 
 
-def _scoped(p: Principal, params: K.Params, column: str) -> str | None:
-    scope = scope_sql(p, "any", f"${len(params.values) + 1}")
-    if scope is None:
-        return None
-    params.values.append(scope[1])
-    return f"{column} IN ({scope[0]})"
-
-
 @router.get(
     "/commands/{command_id}",
     summary="A stored command and its outcome (status pending while it waits)",
@@ -224,7 +215,7 @@ def _scoped(p: Principal, params: K.Params, column: str) -> str | None:
 async def get_command(ctx: Ctx, p: Caller, command_id: uuid.UUID) -> Json:
     params = K.Params()
     where = [f"id = {params.add(command_id)}"]
-    scoped = _scoped(p, params, "device_id")
+    scoped = params.scope(p, "any", "device_id")
     if scoped:
         where.append(scoped)
     async with ctx.pool.acquire() as conn:
@@ -241,46 +232,6 @@ Limit = Annotated[int | None, Query(ge=1)]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 From = Annotated[datetime | None, Query(alias="from", description="default: a day before `to`")]
 To = Annotated[datetime | None, Query(description="default: now")]
-
-
-async def _keyset_page(
-    ctx: ApiContext,
-    params: K.Params,
-    *,
-    table: str,
-    columns: str,
-    time_col: str,
-    id_col: str,
-    id_type: str,
-    where: list[str],
-    cursor: str | None,
-    limit: int | None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, keyset on ``(time_col, id_col)``."""
-    n = min(limit or ctx.cfg.default_rows, ctx.cfg.max_rows)
-    tag = f"{table}:desc"
-    if cursor is not None:
-        after = K.decode_cursor(cursor, tag, ["timestamptz", "text"])
-        try:
-            key: Any = int(after[1]) if id_type == "int8" else uuid.UUID(after[1])
-        except ValueError:
-            raise K.QueryError("cursor: damaged") from None
-        where.append(
-            f"({time_col}, {id_col}) < ({params.add(after[0], 'timestamptz')}, "
-            f"{params.add(key, id_type)})"
-        )
-    sql = (
-        f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} "
-        f"ORDER BY {time_col} DESC, {id_col} DESC LIMIT {params.add(n + 1)}"
-    )
-    async with ctx.pool.acquire() as conn:
-        rows = await conn.fetch(sql, *params.values)
-    nxt = None
-    if len(rows) > n:
-        rows = rows[:n]
-        last = rows[-1]
-        nxt = K.encode_cursor(tag, [last[time_col], str(last[id_col])])
-    return [dict(r) for r in rows], nxt
 
 
 @router.get(
@@ -302,15 +253,14 @@ async def list_commands(
     params = K.Params()
     where = [f"created_at >= {params.add(begin)}", f"created_at < {params.add(end)}"]
     if device is not None:
-        forms = phone_forms(device) if device.isdigit() else [device]
-        where.append(f"device_id = ANY({params.add(forms, 'text[]')})")
+        where.append(f"device_id = ANY({params.add(device_forms(device), 'text[]')})")
     if status is not None:
         where.append(f"status = {params.add(status)}")
-    scoped = _scoped(p, params, "device_id")
+    scoped = params.scope(p, "any", "device_id")
     if scoped:
         where.append(scoped)
-    rows, nxt = await _keyset_page(
-        ctx,
+    rows, nxt = await K.keyset_page(
+        ctx.pool,
         params,
         table="commands",
         columns=_COMMAND_COLUMNS,
@@ -319,7 +269,8 @@ async def list_commands(
         id_type="uuid",
         where=where,
         cursor=cursor,
-        limit=limit,
+        order="desc",
+        limit=ctx.page_size(limit),
     )
     return Json({"commands": rows, "next": nxt})
 
@@ -352,8 +303,8 @@ async def audit_rows(
             where.append(f"{column} = {params.add(value)}")
     if p.role == "operator":
         where.append(f"operator_id = {params.add(p.operator_id)}")
-    rows, nxt = await _keyset_page(
-        ctx,
+    rows, nxt = await K.keyset_page(
+        ctx.pool,
         params,
         table="api_audit",
         columns="*",
@@ -362,6 +313,7 @@ async def audit_rows(
         id_type="int8",
         where=where,
         cursor=cursor,
-        limit=limit,
+        order="desc",
+        limit=ctx.page_size(limit),
     )
     return Json({"audit": rows, "next": nxt})

@@ -34,6 +34,10 @@ class ApiContext:
     stats: dict[str, int] = field(default_factory=dict)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
 
+    def page_size(self, limit: int | None) -> int:
+        """Rows per page: ``limit``, else ``[api] default_rows``; at most ``max_rows``."""
+        return min(limit or self.cfg.default_rows, self.cfg.max_rows)
+
 
 async def context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx

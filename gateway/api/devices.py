@@ -15,7 +15,7 @@ from gateway.api import kinds as K
 from gateway.api.auth import Principal
 from gateway.api.deps import ApiContext, Caller, Ctx
 from gateway.api.responses import COMMON_ERRORS, ApiError, Json, error_doc
-from gateway.api.scope import DeviceClass, phone_forms, scope_sql
+from gateway.api.scope import DeviceClass, phone_forms
 
 router = APIRouter(prefix="/v1", tags=["devices"])
 REALTIME: Final = K.kind("vehicle_realtime")
@@ -84,17 +84,16 @@ async def _list(
     limit: int | None,
     cursor: str | None,
 ) -> Json:
-    n = min(limit or ctx.cfg.default_rows, ctx.cfg.max_rows)
+    n = ctx.page_size(limit)
     params = K.Params()
     where: list[str] = []
     if operator is not None:
         where.append(f"d.operator_id = {params.add(operator)}")
     if extra is not None:
         where.append(f"d.{extra[0]} = {params.add(extra[1])}")
-    scope = scope_sql(p, reg.cls, f"${len(params.values) + 1}")
-    if scope is not None:
-        params.values.append(scope[1])
-        where.append(f"d.{reg.id} IN ({scope[0]})")
+    scoped = params.scope(p, reg.cls, f"d.{reg.id}")
+    if scoped is not None:
+        where.append(scoped)
     tag = f"list:{reg.table}"
     if cursor is not None:
         (after,) = K.decode_cursor(cursor, tag, ["text"])
@@ -119,10 +118,9 @@ async def _one(
 ) -> Json:
     params = K.Params()
     where = f"d.{reg.id} = ANY({params.add(ids, 'text[]')})"
-    scope = scope_sql(p, reg.cls, "$2")
-    if scope is not None:
-        params.values.append(scope[1])
-        where += f" AND d.{reg.id} IN ({scope[0]})"
+    scoped = params.scope(p, reg.cls, f"d.{reg.id}")
+    if scoped is not None:
+        where += f" AND {scoped}"
     async with ctx.pool.acquire() as conn:
         row = await conn.fetchrow(
             f"SELECT {reg.columns} FROM {reg.table} d WHERE {where}", *params.values

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Query
 
 from gateway.api import kinds as K
 from gateway.api.auth import Principal
-from gateway.api.deps import Caller, Ctx
+from gateway.api.deps import ApiContext, Caller, Ctx
 from gateway.api.responses import COMMON_ERRORS, Json, error_doc
-from gateway.api.scope import phone_forms, scope_sql
+from gateway.api.scope import device_forms
 from gateway.codecs import gbt32960, jt808
 from gateway.codecs.errors import ProtocolError
 
@@ -61,52 +61,46 @@ def decode(protocol: str, raw: bytes) -> tuple[Any, str | None]:
     return None, None
 
 
-def _archive_query(
+async def _archive(
+    ctx: ApiContext,
+    p: Principal,
     table: str,
     columns: str,
-    p: Principal,
     *,
-    start: datetime,
-    end: datetime,
+    start: datetime | None,
+    to: datetime | None,
     device: str | None,
     equals: dict[str, str | None],
     cursor: str | None,
     order: Literal["asc", "desc"],
-    limit: int,
-) -> K.Query:
+    limit: int | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of ``table`` (``raw_frames`` or ``dead_letters``) in ``[start, to)`` by
+    ``received_at``, and the next page's cursor."""
+    begin, end = K.time_range(start, to)
     params = K.Params()
-    where = [f"received_at >= {params.add(start)}", f"received_at < {params.add(end)}"]
+    where = [f"received_at >= {params.add(begin)}", f"received_at < {params.add(end)}"]
     if device is not None:
-        forms = phone_forms(device) if device.isdigit() else [device]
-        where.append(f"device_id = ANY({params.add(forms, 'text[]')})")
+        where.append(f"device_id = ANY({params.add(device_forms(device), 'text[]')})")
     for column, value in equals.items():
         if value is not None:
             where.append(f"{column} = {params.add(value)}")
-    scope = scope_sql(p, "any", f"${len(params.values) + 1}")
-    if scope is not None:
-        params.values.append(scope[1])
-        where.append(f"device_id IN ({scope[0]})")
-    tag = f"{table}:{order}"
-    if cursor is not None:
-        after = K.decode_cursor(cursor, tag, ["timestamptz", "text"])
-        op = ">" if order == "asc" else "<"
-        where.append(
-            f"(received_at, frame_id) {op} ({params.add(after[0], 'timestamptz')}, "
-            f"{params.add(after[1], 'uuid')})"
-        )
-    direction = "" if order == "asc" else " DESC"
-    sql = (
-        f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} "
-        f"ORDER BY received_at{direction}, frame_id{direction} LIMIT {params.add(limit + 1)}"
+    scoped = params.scope(p, "any", "device_id")
+    if scoped is not None:
+        where.append(scoped)
+    return await K.keyset_page(
+        ctx.pool,
+        params,
+        table=table,
+        columns=columns,
+        time_col="received_at",
+        id_col="frame_id",
+        id_type="uuid",
+        where=where,
+        cursor=cursor,
+        order=order,
+        limit=ctx.page_size(limit),
     )
-    return K.Query(sql, params.values, tag, ["received_at", "frame_id"], [None, None])
-
-
-def _page(q: K.Query, rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], K.encode_cursor(q.tag, [last["received_at"], str(last["frame_id"])])
 
 
 @router.get(
@@ -129,30 +123,23 @@ async def frames(
     limit: Limit = None,
     cursor: Cursor = None,
 ) -> Json:
-    begin, end = K.time_range(start, to)
-    n = min(limit or ctx.cfg.default_rows, ctx.cfg.max_rows)
-    q = _archive_query(
+    out, nxt = await _archive(
+        ctx,
+        p,
         "raw_frames",
         _FRAME_COLUMNS,
-        p,
-        start=begin,
-        end=end,
+        start=start,
+        to=to,
         device=device,
         equals={"protocol": protocol},
         cursor=cursor,
         order=order,
-        limit=n,
+        limit=limit,
     )
-    async with ctx.pool.acquire() as conn:
-        rows = await conn.fetch(q.sql, *q.args)
-    page, nxt = _page(q, rows, n)
-    out = []
-    for r in page:
-        doc = dict(r)
+    for doc in out:
         doc["hex"] = doc.pop("frame")  # bytea arrives as hex (gateway.api.db)
         if decode_frames:
             doc["decoded"], doc["decode_error"] = decode(doc["protocol"], bytes.fromhex(doc["hex"]))
-        out.append(doc)
     return Json({"frames": out, "next": nxt})
 
 
@@ -176,26 +163,19 @@ async def dead_letters(
     limit: Limit = None,
     cursor: Cursor = None,
 ) -> Json:
-    begin, end = K.time_range(start, to)
-    n = min(limit or ctx.cfg.default_rows, ctx.cfg.max_rows)
-    q = _archive_query(
+    out, nxt = await _archive(
+        ctx,
+        p,
         "dead_letters",
         _DEAD_COLUMNS,
-        p,
-        start=begin,
-        end=end,
+        start=start,
+        to=to,
         device=device,
         equals={"reason": reason, "protocol": protocol},
         cursor=cursor,
         order=order,
-        limit=n,
+        limit=limit,
     )
-    async with ctx.pool.acquire() as conn:
-        rows = await conn.fetch(q.sql, *q.args)
-    page, nxt = _page(q, rows, n)
-    out = []
-    for r in page:
-        doc = dict(r)
+    for doc in out:
         doc["hex"] = doc.pop("raw")
-        out.append(doc)
     return Json({"dead_letters": out, "next": nxt})

@@ -16,11 +16,13 @@ from __future__ import annotations
 import base64
 import re
 import struct
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
+import asyncpg
 import msgspec
 
 from gateway.api.auth import Principal
@@ -347,6 +349,15 @@ class Params:
         self.values.append(value)
         return f"${len(self.values)}{'::' + cast if cast else ''}"
 
+    def scope(self, p: Principal, cls: DeviceClass, column: str) -> str | None:
+        """``column IN (ids of class cls that p may see)``, its parameter added; None when
+        ``p`` sees every device."""
+        scope = scope_sql(p, cls, f"${len(self.values) + 1}")
+        if scope is None:
+            return None
+        self.values.append(scope[1])
+        return f"{column} IN ({scope[0]})"
+
 
 def parse_filter(value: str, type_: str, name: str) -> Any:
     """A filter value from its query-string text."""
@@ -479,11 +490,9 @@ def _where(
                 f"{name}: not a filter of {k.name}; filters: {', '.join(k.filters) or 'none'}"
             )
         where.append(f"t.{name} = {params.add(parse_filter(text, type_, name))}")
-    scope = scope_sql(p, k.device_class, f"${len(params.values) + 1}")
-    if scope is not None:
-        sql, value = scope
-        params.values.append(value)
-        where.append(f"t.{k.device} IN ({sql})")
+    scoped = params.scope(p, k.device_class, f"t.{k.device}")
+    if scoped is not None:
+        where.append(scoped)
     return where
 
 
@@ -621,6 +630,46 @@ def page(q: Query, rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
         for name, null in zip(q.key, q.key_nulls, strict=True)
     ]
     return rows, encode_cursor(q.tag, values)
+
+
+async def keyset_page(
+    pool: asyncpg.Pool,
+    params: Params,
+    *,
+    table: str,
+    columns: str,
+    time_col: str,
+    id_col: str,
+    id_type: Literal["uuid", "int8"],
+    where: list[str],
+    cursor: str | None,
+    order: Order,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of ``table`` (tables outside the catalog: commands, the audit, the raw archive)
+    in ``(time_col, id_col)`` order, keyset paged on that pair, and the next page's cursor."""
+    tag = f"{table}:{order}"
+    if cursor is not None:
+        after = decode_cursor(cursor, tag, ["timestamptz", "text"])
+        try:
+            key: Any = int(after[1]) if id_type == "int8" else uuid.UUID(after[1])
+        except ValueError:
+            raise QueryError("cursor: damaged") from None
+        where.append(
+            _keyset([time_col, id_col], ["timestamptz", id_type], [after[0], key], order, params)
+        )
+    direction = "" if order == "asc" else " DESC"
+    sql = (
+        f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} "
+        f"ORDER BY {time_col}{direction}, {id_col}{direction} LIMIT {params.add(limit + 1)}"
+    )
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(sql, *params.values)
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = encode_cursor(tag, [rows[-1][time_col], str(rows[-1][id_col])])
+    return [dict(r) for r in rows], nxt
 
 
 def nest_aggregates(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from gateway.api import kinds as K
 from gateway.api.deps import Caller, Ctx
 from gateway.api.responses import COMMON_ERRORS, Json, error_doc
-from gateway.api.scope import phone_forms
+from gateway.api.scope import device_forms
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -45,7 +45,7 @@ def _devices(k: K.Kind, device: list[str] | None) -> list[str] | None:
         return None
     if k.device_class != "vehicle":
         return device
-    return [form for d in device for form in (phone_forms(d) if d.isdigit() else [d])]
+    return [form for d in device for form in device_forms(d)]
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -53,10 +53,6 @@ def _split(values: list[str] | None) -> list[str] | None:
     if values is None:
         return None
     return [v for item in values for v in item.split(",") if v]
-
-
-def _limit(ctx: Ctx, limit: int | None) -> int:
-    return min(limit or ctx.cfg.default_rows, ctx.cfg.max_rows)
 
 
 @router.get("", summary="The record kinds and their columns", responses=COMMON_ERRORS)
@@ -89,7 +85,7 @@ async def rows(
 ) -> Json:
     k = K.kind(kind)
     begin, end = K.time_range(start, to)
-    n = _limit(ctx, limit)
+    n = ctx.page_size(limit)
     q = K.rows_query(
         k,
         p,
@@ -142,7 +138,7 @@ async def aggregate(
         raise K.QueryError(
             f"bucket: {bucket} over this range makes more than {ctx.cfg.max_buckets} buckets"
         )
-    n = _limit(ctx, limit)
+    n = ctx.page_size(limit)
     q = K.aggregate_query(
         k,
         p,

@@ -60,6 +60,11 @@ def phone_forms(phone: str) -> list[str]:
     return list(dict.fromkeys((phone, phone.rjust(12, "0"), phone.rjust(20, "0"))))
 
 
+def device_forms(device: str) -> list[str]:
+    """A device id as given, and an all-digit one (a JT/T 808 phone) in its phone forms too."""
+    return phone_forms(device) if device.isdigit() else [device]
+
+
 async def visible(conn: Any, p: Principal, cls: DeviceClass, ids: list[str]) -> bool:
     """True when ``p`` may see one of ``ids`` (the forms of one device id)."""
     scope = scope_sql(p, cls, "$2")

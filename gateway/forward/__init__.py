@@ -13,8 +13,9 @@ must not pull in the forwarders (and through them ``gateway.config`` again).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gateway.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from gateway.forward.config import ForwardConfig, GbtUpstream, JsonFeed, Selection
@@ -32,11 +33,4 @@ _WHERE = {
     "ForwarderStats": "stats",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)

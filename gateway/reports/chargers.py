@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from gateway.reports import scope as registry
 from gateway.reports.config import ReportsConfig
@@ -17,13 +17,12 @@ from gateway.reports.intervals import (
     Day,
     Progress,
     Span,
-    check_range,
-    local_days,
     pct,
+    prepare,
     state_seconds,
 )
 from gateway.reports.model import ConnectorDay, Scope
-from gateway.reports.scope import Site
+from gateway.reports.scope import Site, site_days
 from gateway.store.conntype import Conn
 
 AVAILABLE: frozenset[str] = frozenset(
@@ -273,21 +272,18 @@ async def charger_daily(
     """One :class:`ConnectorDay` per connector seen (status, session or meter register) of
     ``scope``'s chargers and local day, ordered by charger, EVSE, connector and day. A charger
     with nothing seen has one row for connector 0, all Unknown."""
-    settings = settings or ReportsConfig()
-    check_range(start_day, end_day, settings.max_days)
-    now = now or datetime.now(UTC)
+    settings, now = prepare(settings, start_day, end_day, now)
     sites = await registry.chargers(conn, scope, settings, tz)
-    batches = [sites[i : i + BATCH_CHARGERS] for i in range(0, len(sites), BATCH_CHARGERS)]
-    rows: list[ConnectorDay] = []
-    for n, batch in enumerate(batches, 1):
-        days = {s.id: local_days(start_day, end_day, s.tz) for s in batch}
-        lo = min(d[0].start for d in days.values())
-        hi = max(d[-1].end for d in days.values())
+
+    async def rows_of(
+        batch: Sequence[Site], days: dict[str, list[Day]], lo: datetime, hi: datetime
+    ) -> list[ConnectorDay]:
+        rows: list[ConnectorDay] = []
         for c in (await _read(conn, batch, lo, hi, start_day, end_day)).values():
             connectors: set[Connector] = set(c.status) | set(c.register)
             connectors |= {k for _, k, _ in c.sessions}
             for key in sorted(connectors or {(None, 0)}, key=_sort_key):
                 rows += connector_days(c, key, days[c.site.id], now)
-        if progress is not None:
-            progress(n, len(batches))
-    return rows
+        return rows
+
+    return await site_days(sites, BATCH_CHARGERS, start_day, end_day, rows_of, progress)

@@ -1,6 +1,6 @@
-"""Pure helpers of every report: local days as UTC instants, half-open time intervals (union,
-intersection, clipping), time-zone checks, percentages and the status-history accounting
-shared by the charger and swap reports."""
+"""Helpers of every report: the range check and batching, local days as UTC instants, half-open
+time intervals (union, intersection, clipping), time-zone checks, percentages and the
+status-history accounting shared by the charger and swap reports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.reports.config import ReportsConfig
+
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: called as a report's work units complete."""
@@ -76,6 +81,21 @@ def check_range(start_day: date, end_day: date, max_days: int) -> None:
     days = (end_day - start_day).days + 1
     if days > max_days:
         raise ReportError(f"the range covers {days} days; at most {max_days} (reports.max_days)")
+
+
+def prepare(
+    settings: ReportsConfig | None, start_day: date, end_day: date, now: datetime | None
+) -> tuple[ReportsConfig, datetime]:
+    """A report's settings (the defaults for None) and its ``now`` (the clock for None), once
+    the range is checked against ``settings.max_days``."""
+    settings = settings or ReportsConfig()
+    check_range(start_day, end_day, settings.max_days)
+    return settings, now or datetime.now(UTC)
+
+
+def batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size`` (one SQL pass each)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def union(spans: Iterable[Span]) -> list[Span]:

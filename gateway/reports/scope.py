@@ -1,16 +1,22 @@
 """What a :class:`Scope` covers, read from the device registry, with each device's report zone
 (station, then operator, then ``[reports] timezone``, unless one is forced) and, for vehicles,
-the reporting period."""
+the reporting period; and :func:`site_days`, the batch loop of the charger and swap reports."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 from gateway.reports.config import ReportsConfig
-from gateway.reports.intervals import valid_zone, zone
+from gateway.reports.intervals import Day, Progress, batched, local_days, valid_zone, zone
 from gateway.reports.model import Scope
 from gateway.reports.vehicle_calc import VehicleInfo
 from gateway.store.conntype import Conn
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _VEHICLES = """
 SELECT v.vin, v.operator_id, v.fleet_id, v.plate, v.reporting_interval_s, o.timezone
@@ -63,6 +69,26 @@ def _zone(forced: str | None, *names: str | None, default: str) -> str:
     return default
 
 
+def _site(r: Any, id_column: str, tz: str | None, settings: ReportsConfig) -> Site:
+    """A charger's or station's registry row (zone: the station's, else the operator's)."""
+    return Site(
+        id=r[id_column],
+        tz=_zone(tz, r["station_tz"], r["timezone"], default=settings.timezone),
+        operator_id=r["operator_id"],
+        station_id=r["station_id"],
+    )
+
+
+def _with_named(
+    found: list[T], named: Iterable[str], key: Callable[[T], str], make: Callable[[str], T]
+) -> list[T]:
+    """``found`` and, for each id ``named`` that the registry lacks, ``make(id)``; by id."""
+    known = {key(x) for x in found}
+    out = found + [make(i) for i in dict.fromkeys(named) if i not in known]
+    out.sort(key=key)
+    return out
+
+
 async def vehicles(
     conn: Conn, scope: Scope, settings: ReportsConfig, tz: str | None = None
 ) -> list[VehicleInfo]:
@@ -82,14 +108,15 @@ async def vehicles(
         for r in rows
     ]
     if scope.vins and scope.operator is None and scope.fleet is None and not scope.fleets:
-        known = {v.vin for v in out}
         default_tz = _zone(tz, default=settings.timezone)
-        out += [
-            VehicleInfo(vin=vin, tz=default_tz, interval_s=settings.reporting_interval_s)
-            for vin in dict.fromkeys(scope.vins)
-            if vin not in known
-        ]
-        out.sort(key=lambda v: v.vin)
+        out = _with_named(
+            out,
+            scope.vins,
+            lambda v: v.vin,
+            lambda vin: VehicleInfo(
+                vin=vin, tz=default_tz, interval_s=settings.reporting_interval_s
+            ),
+        )
     return out
 
 
@@ -98,20 +125,10 @@ async def chargers(
 ) -> list[Site]:
     """The chargers of ``scope`` (``Site.id`` is the charger id)."""
     rows = await conn.fetch(_CHARGERS, scope.operator, list(scope.stations), list(scope.chargers))
-    out = [
-        Site(
-            id=r["charger_id"],
-            tz=_zone(tz, r["station_tz"], r["timezone"], default=settings.timezone),
-            operator_id=r["operator_id"],
-            station_id=r["station_id"],
-        )
-        for r in rows
-    ]
+    out = [_site(r, "charger_id", tz, settings) for r in rows]
     if scope.chargers and scope.operator is None and not scope.stations:
-        known = {s.id for s in out}
         default_tz = _zone(tz, default=settings.timezone)
-        out += [Site(id=c, tz=default_tz) for c in dict.fromkeys(scope.chargers) if c not in known]
-        out.sort(key=lambda s: s.id)
+        out = _with_named(out, scope.chargers, lambda s: s.id, lambda c: Site(id=c, tz=default_tz))
     return out
 
 
@@ -120,22 +137,35 @@ async def swap_stations(
 ) -> list[Site]:
     """The swap (and mixed) stations of ``scope`` (``Site.id`` is the station id)."""
     rows = await conn.fetch(_STATIONS, scope.operator, list(scope.stations))
-    out = [
-        Site(
-            id=r["station_id"],
-            tz=_zone(tz, r["station_tz"], r["timezone"], default=settings.timezone),
-            operator_id=r["operator_id"],
-            station_id=r["station_id"],
-        )
-        for r in rows
-    ]
+    out = [_site(r, "station_id", tz, settings) for r in rows]
     if scope.stations and scope.operator is None:
-        known = {s.id for s in out}
         default_tz = _zone(tz, default=settings.timezone)
-        out += [
-            Site(id=s, tz=default_tz, station_id=s)
-            for s in dict.fromkeys(scope.stations)
-            if s not in known
-        ]
-        out.sort(key=lambda s: s.id)
+        out = _with_named(
+            out, scope.stations, lambda s: s.id, lambda i: Site(id=i, tz=default_tz, station_id=i)
+        )
     return out
+
+
+async def site_days(
+    sites: Sequence[Site],
+    batch_size: int,
+    start_day: date,
+    end_day: date,
+    rows_of: Callable[
+        [Sequence[Site], dict[str, list[Day]], datetime, datetime], Awaitable[list[R]]
+    ],
+    progress: Progress | None = None,
+) -> list[R]:
+    """The rows of ``sites``, a batch at a time: ``rows_of(batch, days, lo, hi)`` gets each
+    site's local days (by ``Site.id``) and the UTC instants ``[lo, hi)`` covering them all;
+    ``progress`` is told after each batch."""
+    batches = batched(sites, batch_size)
+    rows: list[R] = []
+    for n, batch in enumerate(batches, 1):
+        days = {s.id: local_days(start_day, end_day, s.tz) for s in batch}
+        lo = min(d[0].start for d in days.values())
+        hi = max(d[-1].end for d in days.values())
+        rows += await rows_of(batch, days, lo, hi)
+        if progress is not None:
+            progress(n, len(batches))
+    return rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from gateway.reports import scope as registry
@@ -17,14 +17,13 @@ from gateway.reports.config import ReportsConfig
 from gateway.reports.intervals import (
     Day,
     Progress,
-    check_range,
-    local_days,
     pct,
+    prepare,
     quantile,
     state_seconds,
 )
 from gateway.reports.model import Scope, SwapStationDay
-from gateway.reports.scope import Site
+from gateway.reports.scope import Site, site_days
 from gateway.store.conntype import Conn
 
 OPERATING = "operating"
@@ -157,16 +156,12 @@ async def swap_daily(
 ) -> list[SwapStationDay]:
     """One :class:`SwapStationDay` per swap (or mixed) station of ``scope`` and local day,
     ordered by station and day."""
-    settings = settings or ReportsConfig()
-    check_range(start_day, end_day, settings.max_days)
-    now = now or datetime.now(UTC)
+    settings, now = prepare(settings, start_day, end_day, now)
     sites = await registry.swap_stations(conn, scope, settings, tz)
-    batches = [sites[i : i + BATCH_STATIONS] for i in range(0, len(sites), BATCH_STATIONS)]
-    rows: list[SwapStationDay] = []
-    for n, batch in enumerate(batches, 1):
-        days = {s.id: local_days(start_day, end_day, s.tz) for s in batch}
-        lo = min(d[0].start for d in days.values())
-        hi = max(d[-1].end for d in days.values())
+
+    async def rows_of(
+        batch: Sequence[Site], days: dict[str, list[Day]], lo: datetime, hi: datetime
+    ) -> list[SwapStationDay]:
         stations = {s.id: _Station(s) for s in batch}
         ids = list(stations)
         for r in await conn.fetch(_SWAPS, ids, lo, hi):
@@ -175,8 +170,9 @@ async def swap_daily(
             stations[r["station_id"]].states.append((r["time"], r["state"], list(r["faults"])))
         for r in await conn.fetch(_PACKS, ids, [s.tz for s in batch], lo, hi):
             stations[r["station_id"]].packs[r["day"]] = set(r["packs"])
+        rows: list[SwapStationDay] = []
         for st in stations.values():
             rows += station_days(st, days[st.site.id], now)
-        if progress is not None:
-            progress(n, len(batches))
-    return rows
+        return rows
+
+    return await site_days(sites, BATCH_STATIONS, start_day, end_day, rows_of, progress)

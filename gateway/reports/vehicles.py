@@ -16,7 +16,7 @@ import msgspec
 
 from gateway.reports import scope as registry
 from gateway.reports.config import ReportsConfig
-from gateway.reports.intervals import Day, Progress, check_range, local_days
+from gateway.reports.intervals import Day, Progress, batched, local_days, prepare
 from gateway.reports.model import Scope, VehicleDay
 from gateway.reports.vehicle_calc import DaySummary, Rules, VehicleInfo, assemble
 from gateway.reports.vehicle_sql import (
@@ -92,10 +92,6 @@ async def _raw(
     return out
 
 
-def _batches(vehicles: Sequence[VehicleInfo]) -> list[Sequence[VehicleInfo]]:
-    return [vehicles[i : i + BATCH_VEHICLES] for i in range(0, len(vehicles), BATCH_VEHICLES)]
-
-
 async def vehicle_daily(
     conn: Conn,
     scope: Scope,
@@ -113,12 +109,10 @@ async def vehicle_daily(
     ``rollups``: read the days the rollup holds (same zone and periods) from
     ``report_vehicle_days`` and only the others from the raw rows; False reads everything raw.
     """
-    settings = settings or ReportsConfig()
-    check_range(start_day, end_day, settings.max_days)
-    now = now or datetime.now(UTC)
+    settings, now = prepare(settings, start_day, end_day, now)
     rules = rules_of(settings)
     vehicles = await registry.vehicles(conn, scope, settings, tz)
-    batches = _batches(vehicles)
+    batches = batched(vehicles, BATCH_VEHICLES)
     chunks = len(_chunks(start_day, end_day))
     steps = len(batches) * chunks
     rows: list[VehicleDay] = []
@@ -169,11 +163,9 @@ async def refresh_vehicle_days(
     """Recompute the rollup rows of ``scope``'s vehicles for the complete local days from
     ``start_day`` to ``end_day`` (a day still running in a vehicle's zone is skipped), replacing
     the rows stored for them; returns the rows written. Each batch commits on its own."""
-    settings = settings or ReportsConfig()
-    check_range(start_day, end_day, settings.max_days)
-    now = now or datetime.now(UTC)
+    settings, now = prepare(settings, start_day, end_day, now)
     vehicles = await registry.vehicles(conn, scope or Scope(), settings)
-    batches = _batches(vehicles)
+    batches = batched(vehicles, BATCH_VEHICLES)
     chunks = len(_chunks(start_day, end_day))
     written = 0
     for n, batch in enumerate(batches):

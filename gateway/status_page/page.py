@@ -55,32 +55,17 @@ def asset(name: str) -> bytes:
 class StatusPage:
     """``/status`` (and its script and style sheet) and ``/status.json``.
 
-    ``snapshots`` returns the merged snapshots ``/metrics`` would render now; ``dsn`` is the
-    database the map's positions come from (:class:`LastPositions`, opened on first use).
+    ``snapshots`` returns the merged snapshots ``/metrics`` would render now; ``positions``
+    reads the map's positions from the database (its connection is opened on first use).
     """
 
     def __init__(
-        self,
-        snapshots: Callable[[], Sequence[Snapshot]],
-        dsn: str,
-        *,
-        hours: float = 24.0,
-        max_devices: int = 5000,
-        cache_s: float = 2.0,
-        connect_timeout_s: float = 3.0,
-        query_timeout_s: float = 5.0,
+        self, snapshots: Callable[[], Sequence[Snapshot]], positions: LastPositions
     ) -> None:
         self.snapshots = snapshots
-        self.positions = LastPositions(
-            dsn,
-            hours=hours,
-            max_devices=max_devices,
-            cache_s=cache_s,
-            connect_timeout_s=connect_timeout_s,
-            query_timeout_s=query_timeout_s,
-        )
+        self.positions = positions
         # the map never holds the answer up longer than a connection attempt and a query
-        self.map_timeout_s = connect_timeout_s + query_timeout_s + 1.0
+        self.map_timeout_s = positions.connect_timeout_s + positions.query_timeout_s + 1.0
         self.rates = Rates()
         self._static = {
             path: (200, {"Content-Type": ctype, "Cache-Control": "no-cache", **_SECURITY}, body)

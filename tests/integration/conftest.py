@@ -23,12 +23,16 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
+import pytest_asyncio
+
+from gateway.store import connect
 
 from .mqttkit import tls_broker
 
@@ -169,3 +173,13 @@ def mqtt_tls(
         )
     finally:
         asyncio.run(broker.stop())
+
+
+@pytest_asyncio.fixture
+async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the requesting module's ``dsn`` (each module defines its own schema)."""
+    connection = await connect(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()

@@ -4,12 +4,29 @@ ports (the same after a restart), a config of its own, SIGKILL or a clean stop."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from gateway.api.app import create_app
+from gateway.api.audit import AuditLog
+from gateway.api.auth import TokenStore
+from gateway.api.config import ApiConfig
+from gateway.api.db import create_api_pool
+from gateway.api.deps import ApiContext
+from gateway.api.ratelimit import RateLimiter
 
 
 def _free_port() -> int:
@@ -68,3 +85,117 @@ class Child:
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RunProcess:
+    """``silkgate run --config CONFIG ARGS`` with stdout and stderr merged, read line by line
+    by a thread (``lines``)."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=config.parent,  # not the repo root: there the source folder would shadow
+            # the config file names the database: an inherited SILKGATE_DSN would override it
+            env={k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"}
+            | {"PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, pred: Callable[[str], bool], timeout: float = 30.0) -> str:
+        """The first line ``pred`` accepts (AssertionError after ``timeout`` or an exit)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if pred(line):
+                    return line
+            assert self.proc.poll() is None, "the gateway exited:\n" + self.text()
+            time.sleep(0.05)
+        raise AssertionError("no such line:\n" + self.text())
+
+    def text(self) -> str:
+        """The last lines of output, for assertion messages."""
+        return "\n".join(self.lines[-60:])
+
+    def metrics_url(self) -> str:
+        """``http://127.0.0.1:PORT/metrics``, once it listens."""
+        line = self.wait_line(lambda ln: "metrics: http://" in ln)
+        return line[line.index("http://") :]
+
+    def stop(self) -> int:
+        """SIGINT; the exit status."""
+        self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(60)
+        self._reader.join(10)
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def count(dsn: str, sql: str) -> int:
+    """The integer ``sql`` answers (``SELECT count(*) ...``) on a connection of its own."""
+
+    async def go() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            n: int = await conn.fetchval(sql)
+            return n
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def simulate_gbt(port: int, terminals: int, frames: int, seed: int) -> dict[str, Any]:
+    """``silkgate simulate`` of ``terminals`` GB/T 32960 terminals against ``port``, each
+    sending ``frames`` reports 50 ms apart; its JSON summary."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "gateway.cli", "simulate", "--host", "127.0.0.1"),
+            *("--gbt-port", str(port), "--gbt", str(terminals), "--frames", str(frames)),
+            *("--interval", "0.05", "--seed", str(seed), "--quiet"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/tmp",
+    )
+    assert done.returncode == 0, done.stderr
+    summary: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return summary
+
+
+@asynccontextmanager
+async def api_client(
+    dsn: str, cfg: ApiConfig, **context: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, ApiContext]]:
+    """The API of ``cfg`` in this process (ASGI, no socket) over a pool of its own on ``dsn``,
+    with a generous rate limit: a client and the app's context (``context``: further
+    :class:`ApiContext` fields, e.g. ``router`` or ``reports``)."""
+    pool = await create_api_pool(dsn, cfg)
+    ctx = ApiContext(
+        cfg=cfg,
+        pool=pool,
+        tokens=TokenStore(pool, cache_s=cfg.token_cache_s),
+        limiter=RateLimiter(1000.0, 1000),
+        audit=AuditLog(pool),
+        **context,
+    )
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client, ctx
+    finally:
+        await pool.close()

@@ -12,7 +12,9 @@ deploy/services.sh stays untouched, so other tests never see a restart.
 
 Also: a TLS broker (``tls_files`` + ``tls_broker``: a trustme CA, server and client
 certificates, a password file), and ``Publisher``, a QoS 1 publisher that outlives broker
-restarts and records what it sent and which messages got their PUBACK.
+restarts and records what it sent and which messages got their PUBACK; ``drop_session``,
+which makes a broker forget a client's persistent session; ``store_pipeline``, a pipeline
+writing to a database for the adapter tests.
 """
 
 from __future__ import annotations
@@ -28,13 +30,22 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import asyncpg
 import trustme
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config import PipelineConfig
+from gateway.pipeline import Pipeline
+from gateway.sink import StoreWriter
+from gateway.spool import AsyncSpool, SpoolConfig
+from gateway.store import create_pool
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -312,3 +323,35 @@ def client_tls_context(
     if cert is not None:
         ctx.load_cert_chain(str(cert), None if key is None else str(key))
     return ctx
+
+
+async def drop_session(host: str, port: int, client_id: str, **client: Any) -> None:
+    """Connect as ``client_id`` with a clean start and no session expiry: the broker forgets
+    the session. ``client`` adds keywords of :class:`aiomqtt.Client` (login, TLS)."""
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    async with aiomqtt.Client(
+        host,
+        port,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=True,
+        properties=props,
+        **client,
+    ):
+        pass
+
+
+@contextlib.asynccontextmanager
+async def store_pipeline(dsn: str, spool_dir: Path) -> AsyncIterator[tuple[Pipeline, asyncpg.Pool]]:
+    """A started pipeline writing to ``dsn`` (spool in ``spool_dir``) and its pool."""
+    pool = await create_pool(dsn, max_size=3, timeout=10)
+    spool = await AsyncSpool.open(spool_dir, SpoolConfig(fsync="never"))
+    pipeline = Pipeline(StoreWriter(pool), spool, PipelineConfig(batch_age_ms=20))
+    pipeline.start()
+    try:
+        yield pipeline, pool
+    finally:
+        await pipeline.close(timeout=10)
+        await spool.close()
+        await pool.close()

@@ -18,17 +18,15 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from gateway.api.app import create_app
-from gateway.api.audit import AuditLog
 from gateway.api.auth import TokenStore, token_id_of
 from gateway.api.config import ApiConfig
-from gateway.api.db import create_api_pool
 from gateway.api.deps import ApiContext
 from gateway.api.kinds import KINDS
-from gateway.api.ratelimit import RateLimiter
 from gateway.cli import describe
 from gateway.codecs import gbt32960, jt808
 from gateway.store.testing import migrated_schema
+
+from .gatewaykit import api_client
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 RANGE = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z"}
@@ -277,18 +275,8 @@ class Api:
 @pytest_asyncio.fixture
 async def api(seed: Seed) -> AsyncIterator[Api]:
     cfg = ApiConfig(enabled=True, default_rows=100, max_rows=500, max_buckets=1000)
-    pool = await create_api_pool(seed.dsn, cfg)
-    ctx = ApiContext(
-        cfg=cfg,
-        pool=pool,
-        tokens=TokenStore(pool, cache_s=cfg.token_cache_s),
-        limiter=RateLimiter(1000.0, 1000),
-        audit=AuditLog(pool),
-    )
-    transport = httpx.ASGITransport(app=create_app(ctx))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    async with api_client(seed.dsn, cfg) as (client, ctx):
         yield Api(client, ctx, seed)
-    await pool.close()
 
 
 # ------------------------------------------------------------------------------ auth

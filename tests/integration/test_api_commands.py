@@ -20,14 +20,9 @@ import pytest
 import pytest_asyncio
 
 from gateway.adapters.tcp import ConnectionIndex, Listener
-from gateway.api.app import create_app
-from gateway.api.audit import AuditLog
 from gateway.api.auth import TokenStore
 from gateway.api.config import ApiConfig
-from gateway.api.db import create_api_pool
-from gateway.api.deps import ApiContext
 from gateway.api.dispatch import LocalCommands
-from gateway.api.ratelimit import RateLimiter
 from gateway.api.routing import CommandRouter
 from gateway.codecs import gbt32960 as gbt
 from gateway.codecs.gbt32960 import constants as gc
@@ -49,6 +44,8 @@ from gateway.spool import AsyncSpool, SpoolConfig
 from gateway.store.connection import create_pool
 from gateway.store.testing import migrated_schema
 from gateway.tcp_simulator import SimConfig, TerminalFleet
+
+from .gatewaykit import api_client
 
 TIMEOUT = 10.0
 SIM = SimConfig(frames=0, heartbeat_s=0, reconnect_min_s=0.05, reconnect_max_s=0.2)
@@ -154,21 +151,11 @@ async def rig(schema_dsn: str, tmp_path: Path) -> AsyncIterator[Rig]:
     ocpp = OcppService(ocpp_cfg, pool, pipeline, registry)
     await ocpp.start()
     api_cfg = ApiConfig(enabled=True, command_timeout_s=5.0)
-    api_pool = await create_api_pool(schema_dsn, api_cfg)
-    ctx = ApiContext(
-        cfg=api_cfg,
-        pool=api_pool,
-        tokens=TokenStore(api_pool),
-        limiter=RateLimiter(1000.0, 1000),
-        audit=AuditLog(api_pool),
-        router=CommandRouter(LocalCommands(commands, ocpp.commands)),
-    )
-    transport = httpx.ASGITransport(app=create_app(ctx))
+    router = CommandRouter(LocalCommands(commands, ocpp.commands))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        async with api_client(schema_dsn, api_cfg, router=router) as (client, _):
             yield Rig(client, db, listeners[0], listeners[1], ocpp, tokens)
     finally:
-        await api_pool.close()
         await ocpp.stop()
         for listener in listeners:
             await listener.stop(timeout=5)

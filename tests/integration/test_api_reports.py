@@ -21,13 +21,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from gateway.api.app import create_app
-from gateway.api.audit import AuditLog
 from gateway.api.auth import TokenStore
 from gateway.api.config import ApiConfig
-from gateway.api.db import create_api_pool
-from gateway.api.deps import ApiContext
-from gateway.api.ratelimit import RateLimiter
 from gateway.config import Config, DatabaseConfig
 from gateway.reports import ReportsConfig, refresh_vehicle_days
 from gateway.runner import Gateway, RunOptions
@@ -35,6 +30,7 @@ from gateway.store import connect
 from gateway.store.connection import create_pool
 from gateway.store.testing import migrated_schema
 
+from .gatewaykit import api_client
 from .reportkit import DAY2, DAY4, NOW, SETTINGS, VIN_A, VIN_B, VIN_C, seed
 
 if TYPE_CHECKING:
@@ -98,21 +94,8 @@ class Api:
 @asynccontextmanager
 async def _api(seeded: Seeded, **cfg: Any) -> AsyncIterator[Api]:
     api_cfg = ApiConfig(enabled=True, **cfg)
-    pool = await create_api_pool(seeded.dsn, api_cfg)
-    ctx = ApiContext(
-        cfg=api_cfg,
-        pool=pool,
-        tokens=TokenStore(pool, cache_s=api_cfg.token_cache_s),
-        limiter=RateLimiter(1000.0, 1000),
-        audit=AuditLog(pool),
-        reports=SETTINGS,
-    )
-    transport = httpx.ASGITransport(app=create_app(ctx))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield Api(client, seeded)
-    finally:
-        await pool.close()
+    async with api_client(seeded.dsn, api_cfg, reports=SETTINGS) as (client, _):
+        yield Api(client, seeded)
 
 
 @pytest_asyncio.fixture

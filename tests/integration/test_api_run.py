@@ -10,12 +10,10 @@ import dataclasses
 import functools
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from gateway.ocpp_simulator import ChargerFleet, ChargerSimConfig
 from gateway.store.testing import create_schema, drop_schema, with_search_path
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
-from .gatewaykit import _free_port
+from .gatewaykit import RunProcess, _free_port
 
 ENV = {k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"} | {"PYTHONUNBUFFERED": "1"}
 SIM = SimConfig(frames=0, heartbeat_s=0, reconnect_min_s=0.05, reconnect_max_s=0.2)
@@ -39,31 +37,6 @@ def schema_dsn(services: Any) -> Iterator[str]:
     schema = asyncio.run(create_schema(services.dsn, "silkgate_apirun"))
     yield with_search_path(services.dsn, schema)
     asyncio.run(drop_schema(services.dsn, schema))
-
-
-class Output:
-    """A process's stdout, read by a thread."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._proc = proc
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, pred: Callable[[str], bool], timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if pred(line):
-                    return line
-            assert self._proc.poll() is None, "exited:\n" + "\n".join(self.lines[-40:])
-            time.sleep(0.05)
-        raise AssertionError("no such line:\n" + "\n".join(self.lines[-40:]))
 
 
 def _config(tmp_path: Path, dsn: str) -> tuple[Path, dict[str, int]]:
@@ -93,18 +66,6 @@ def _silkgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         cwd=cwd,  # not the repo root: the source folder would shadow the install
         env=ENV,
     )
-
-
-def _run(config: Path, *extra: str) -> tuple[subprocess.Popen[str], Output]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=config.parent,
-        env=ENV,
-    )
-    return proc, Output(proc)
 
 
 async def _command(
@@ -148,10 +109,10 @@ def test_api_in_silkgate_run_with_tokens_from_the_cli(schema_dsn: str, tmp_path:
     assert created["role"] == "admin" and "only its hash is stored" in made.stderr
     bad = _silkgate("token", "--config", str(config), "create", "--role", "operator", cwd=tmp_path)
     assert bad.returncode == 2 and "operator" in bad.stderr
-    proc, out = _run(config)
+    run = RunProcess(config)
     base = f"http://127.0.0.1:{ports['api']}"
     try:
-        out.wait_for(lambda ln: ln.startswith("listening: api on http://127.0.0.1:"))
+        run.wait_line(lambda ln: ln.startswith("listening: api on http://127.0.0.1:"), 60)
 
         async def scenario() -> None:
             sim = _sim(ports, gbt=1, jt=1)
@@ -181,10 +142,9 @@ def test_api_in_silkgate_run_with_tokens_from_the_cli(schema_dsn: str, tmp_path:
         assert revoked.returncode == 0 and revoked.stdout.strip() == f"revoked {token_id}"
         r = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401  # token_cache_s = 0: at once
-        out.wait_for(lambda ln: "| api :" in ln)  # the status line's API part
+        run.wait_line(lambda ln: "| api :" in ln, 60)  # the status line's API part
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
+        assert run.stop() == 0
     audit = _fetch(schema_dsn, "SELECT result, count(*) AS n FROM api_audit GROUP BY 1")
     assert {r["result"]: r["n"] for r in audit} == {"accepted": 3}
 
@@ -204,11 +164,11 @@ def test_a_command_taken_by_any_worker_reaches_the_device(schema_dsn: str, tmp_p
     config, ports = _config(tmp_path, schema_dsn)
     made = _silkgate("token", "--config", str(config), "create", "--role", "admin", cwd=tmp_path)
     token = json.loads(made.stdout)["token"]
-    proc, out = _run(config, "--workers", "2")
+    run = RunProcess(config, "--workers", "2")
     base = f"http://127.0.0.1:{ports['api']}"
     try:
         for prefix in ("[w0] listening: api on http://", "[w1] listening: api on http://"):
-            out.wait_for(functools.partial(_starts, prefix=prefix))
+            run.wait_line(functools.partial(_starts, prefix=prefix), 60)
         assert (tmp_path / "spool" / "api" / "w0.sock").is_socket()
         assert oct((tmp_path / "spool" / "api" / "w1.sock").stat().st_mode & 0o777) == "0o600"
 
@@ -255,8 +215,7 @@ def test_a_command_taken_by_any_worker_reaches_the_device(schema_dsn: str, tmp_p
         forwarded = [r for r in routes if r[0] != r[1]]
         assert forwarded, routes  # and some commands crossed to the other worker
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(90) == 0
+        assert run.stop() == 0
     rows = _fetch(
         schema_dsn,
         "SELECT worker, count(*) AS n FROM api_audit WHERE result = 'accepted' GROUP BY 1",

@@ -24,6 +24,7 @@ from gateway.pipeline import Pipeline
 from gateway.store.testing import migrated_schema
 
 from . import test_mqtt_adapter as harness
+from .mqttkit import drop_session
 
 if TYPE_CHECKING:
     from .conftest import Services
@@ -53,7 +54,7 @@ class Run:
 async def run(services: Services, store: tuple[Pipeline, asyncpg.Pool]) -> AsyncIterator[Run]:
     tag = harness._tag()
     yield Run(*store, tag, f"it-chj-{tag}", f"it/chj/{tag}")
-    await harness._drop_session(services, f"it-chj-{tag}")
+    await drop_session(services.mqtt_host, services.mqtt_port, f"it-chj-{tag}")
 
 
 def routes_config(services: Services, client_id: str, prefix: str, **keys: Any) -> MqttConfig:

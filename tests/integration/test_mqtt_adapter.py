@@ -25,21 +25,17 @@ import aiomqtt
 import asyncpg
 import pytest
 import pytest_asyncio
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway.adapters.mqtt import MqttAdapter, frame_id, intake_config
 from gateway.adapters.mqtt_client import Delivery, MqttIntake
-from gateway.config import PipelineConfig, parse
+from gateway.config import parse
 from gateway.mqtt_config import MqttConfig
 from gateway.pipeline import Pipeline
-from gateway.sink import StoreWriter
-from gateway.spool import AsyncSpool, SpoolConfig
-from gateway.store import create_pool
 from gateway.store.testing import create_schema, drop_schema, migrated_schema, with_search_path
 from gateway.tcp_simulator_frames import GBT_TIME_AT, gbt_time_raw
 
 from .gatewaykit import Child, _accepts
+from .mqttkit import drop_session, store_pipeline
 
 if TYPE_CHECKING:
     from .conftest import Services
@@ -120,20 +116,6 @@ async def _publish(services: Services, messages: Sequence[tuple[str, bytes]]) ->
             await pub.publish(topic, payload, qos=1)
 
 
-async def _drop_session(services: Services, client_id: str) -> None:
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    async with aiomqtt.Client(
-        services.mqtt_host,
-        services.mqtt_port,
-        identifier=client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=True,
-        properties=props,
-    ):
-        pass
-
-
 async def _until(cond: Any, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while not await cond():
@@ -147,16 +129,8 @@ def dsn(services: Services) -> Iterator[str]:
 
 @pytest_asyncio.fixture
 async def store(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Pipeline, asyncpg.Pool]]:
-    pool = await create_pool(dsn, max_size=3, timeout=10)
-    spool = await AsyncSpool.open(tmp_path / "spool", SpoolConfig(fsync="never"))
-    pipeline = Pipeline(StoreWriter(pool), spool, PipelineConfig(batch_age_ms=20))
-    pipeline.start()
-    try:
-        yield pipeline, pool
-    finally:
-        await pipeline.close(timeout=10)
-        await spool.close()
-        await pool.close()
+    async with store_pipeline(dsn, tmp_path / "spool") as pipeline_pool:
+        yield pipeline_pool
 
 
 @contextlib.asynccontextmanager
@@ -261,7 +235,7 @@ async def test_routes_codecs_devices_and_dead_letters(
         for r in dead:
             assert r["frame_id"] == frame_id(r["peer"].removeprefix("mqtt:"), r["raw"])
     finally:
-        await _drop_session(services, client_id)
+        await drop_session(services.mqtt_host, services.mqtt_port, client_id)
 
 
 class _CrashBeforeAck(MqttAdapter):
@@ -337,7 +311,7 @@ async def test_redelivered_after_commit_is_not_stored_twice(
             await asyncio.sleep(0.5)
             assert third.stats.received == 0
     finally:
-        await _drop_session(services, client_id)
+        await drop_session(services.mqtt_host, services.mqtt_port, client_id)
 
 
 class _LoggedChild(Child):
@@ -462,4 +436,4 @@ async def test_gateway_kill9_with_messages_in_flight(
     finally:
         if child.proc is not None and child.proc.poll() is None:
             child.kill()
-        await _drop_session(services, client_id)
+        await drop_session(services.mqtt_host, services.mqtt_port, client_id)

@@ -21,27 +21,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import asyncpg
 import pytest
 import pytest_asyncio
 import trustme
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway.adapters.mqtt import MqttAdapter, frame_id
-from gateway.config import PipelineConfig, parse
+from gateway.config import parse
 from gateway.mqtt_config import MqttConfig
 from gateway.pipeline import Pipeline
 from gateway.simulator import Fleet
-from gateway.sink import StoreWriter
-from gateway.spool import AsyncSpool, SpoolConfig
-from gateway.store import create_pool
 from gateway.store.testing import migrated_schema
 from gateway.tcp_simulator_frames import GbtFrames
 
 from .conftest import MqttTlsBroker, Services
-from .mqttkit import PrivateBroker, Publisher, client_tls_context
+from .mqttkit import PrivateBroker, Publisher, client_tls_context, drop_session, store_pipeline
 
 pytestmark = pytest.mark.asyncio
 
@@ -133,16 +127,8 @@ def dsn(services: Services) -> Iterator[str]:
 
 @pytest_asyncio.fixture
 async def store(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Pipeline, asyncpg.Pool]]:
-    pool = await create_pool(dsn, max_size=3, timeout=10)
-    spool = await AsyncSpool.open(tmp_path / "spool", SpoolConfig(fsync="never"))
-    pipeline = Pipeline(StoreWriter(pool), spool, PipelineConfig(batch_age_ms=20))
-    pipeline.start()
-    try:
-        yield pipeline, pool
-    finally:
-        await pipeline.close(timeout=10)
-        await spool.close()
-        await pool.close()
+    async with store_pipeline(dsn, tmp_path / "spool") as pipeline_pool:
+        yield pipeline_pool
 
 
 @dataclass(frozen=True)
@@ -220,21 +206,6 @@ async def until(cond: Callable[[], bool | Awaitable[bool]], timeout: float = 20.
             if ok:
                 return
             await asyncio.sleep(0.02)
-
-
-async def drop_session(host: str, port: int, client_id: str, **login: Any) -> None:
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    async with aiomqtt.Client(
-        host,
-        port,
-        identifier=client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=True,
-        properties=props,
-        **login,
-    ):
-        pass
 
 
 @contextlib.asynccontextmanager

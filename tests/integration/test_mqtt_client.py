@@ -35,7 +35,7 @@ from gateway.adapters.mqtt_client import (
 )
 
 from .conftest import MqttTlsBroker, Services
-from .mqttkit import client_tls_context, tls_broker, tls_files
+from .mqttkit import client_tls_context, drop_session, tls_broker, tls_files
 
 pytestmark = pytest.mark.asyncio
 
@@ -71,27 +71,12 @@ async def _publish(services: Services, topic: str, payloads: list[str], qos: int
             await asyncio.gather(*(pub.publish(topic, p, qos=qos) for p in payloads[i : i + 200]))
 
 
-async def _drop_session(services: Services, client_id: str) -> None:
-    """Connect with a clean start and no session expiry: the broker forgets the session."""
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
-    async with aiomqtt.Client(
-        services.mqtt_host,
-        services.mqtt_port,
-        identifier=client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=True,
-        properties=props,
-    ):
-        pass
-
-
 @contextlib.asynccontextmanager
 async def _session(services: Services, client_id: str) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await _drop_session(services, client_id)
+        await drop_session(services.mqtt_host, services.mqtt_port, client_id)
 
 
 async def _collect(intake: MqttIntake, n: int, timeout: float = 10.0) -> list[Delivery]:
@@ -476,8 +461,6 @@ async def test_tls_with_password_on_the_services_broker(
     await _refused(_config(services, client_id, topic, **base))  # no TLS at all
 
     # None of that touched the session: the message sent while away is there, once.
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 0
     async with MqttIntake(cfg) as intake:
         await intake.wait_connected(10)
         assert intake.stats.session_present is True
@@ -485,18 +468,14 @@ async def test_tls_with_password_on_the_services_broker(
         assert msg.payload == b"while away"
         msg.ack()
         assert await _quiet(intake, 0.3) == []
-    async with aiomqtt.Client(  # forget the session
+    await drop_session(
         mqtt_tls.host,
         mqtt_tls.port,
-        identifier=client_id,
+        client_id,
         username=mqtt_tls.username,
         password=mqtt_tls.password,
         tls_context=client_tls_context(mqtt_tls.ca),
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=True,
-        properties=props,
-    ):
-        pass
+    )
 
 
 async def test_tls_with_client_certificate_and_password(

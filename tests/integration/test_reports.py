@@ -10,9 +10,8 @@ import asyncio
 import csv
 import io
 import json
-import re
-import zlib
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 import pytest
-import pytest_asyncio
 
 from gateway.cli import main
 from gateway.reports import (
@@ -40,11 +38,13 @@ from gateway.reports import (
     swap_daily,
     vehicle_daily,
 )
-from gateway.store import connect
 from gateway.store.testing import migrated_schema
 
 from .reportkit import DAY2, DAY3, DAY4, NOW, SETTINGS, VIN_A, VIN_B, VIN_C, seed
 from .reportkit import utc as _t
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pdftext import pdf_text
 
 if TYPE_CHECKING:
     from .conftest import Services
@@ -55,15 +55,6 @@ def dsn(services: Services) -> Iterator[str]:
     for scoped in migrated_schema(services.dsn, prefix="silkgate_reports"):
         asyncio.run(seed(scoped))
         yield scoped
-
-
-@pytest_asyncio.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def _vehicles(conn: asyncpg.Connection, **kw: Any) -> dict[tuple[str, date], VehicleDay]:
@@ -295,17 +286,6 @@ async def test_reports_render(conn: asyncpg.Connection) -> None:
     assert render(swap, "pdf").startswith(b"%PDF")
 
 
-def _pdf_text(pdf: bytes) -> str:
-    """The page content streams of a PDF, inflated (fpdf2 compresses them)."""
-    out = []
-    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
-        try:
-            out.append(zlib.decompress(raw).decode("latin-1"))
-        except zlib.error:
-            continue
-    return "".join(out)
-
-
 def test_cli_writes_every_format(dsn: str, tmp_path: Path) -> None:
     config = tmp_path / "silkgate.toml"
     config.write_text("[reports]\nreporting_interval_s = 20.0\n")
@@ -326,7 +306,7 @@ def test_cli_writes_every_format(dsn: str, tmp_path: Path) -> None:
     assert "<svg" in html and VIN_A in html and "Completeness per day" in html
     pdf = (tmp_path / "vehicles.pdf").read_bytes()
     assert pdf.startswith(b"%PDF")
-    assert VIN_A in _pdf_text(pdf) and "Vehicle reporting compliance" in _pdf_text(pdf)
+    assert VIN_A in pdf_text(pdf) and "Vehicle reporting compliance" in pdf_text(pdf)
 
 
 def test_cli_refresh_and_errors(

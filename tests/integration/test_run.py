@@ -16,24 +16,14 @@ import pytest
 
 from gateway.store.testing import create_schema, drop_schema, with_search_path
 
+from .gatewaykit import count
+
 
 @pytest.fixture
 def schema_dsn(services: Any) -> Iterator[str]:
     schema = asyncio.run(create_schema(services.dsn, "silkgate_run"))
     yield with_search_path(services.dsn, schema)
     asyncio.run(drop_schema(services.dsn, schema))
-
-
-def _count(dsn: str, sql: str) -> int:
-    async def go() -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            n: int = await conn.fetchval(sql)
-            return n
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def _events(dsn: str) -> dict[tuple[str, str], int]:
@@ -82,9 +72,9 @@ def test_run_with_simulator_stores_data_and_stops_cleanly(schema_dsn: str, tmp_p
     final = [ln for ln in lines if ln.startswith("frames ")][-1].split()
     frames = int(final[1].replace(",", ""))
     # every frame received before Ctrl-C was drained to the store: raw archive == frames
-    assert _count(schema_dsn, "SELECT count(*) FROM raw_frames") == frames
-    assert _count(schema_dsn, "SELECT count(*) FROM vehicle_realtime") > 0
-    assert _count(schema_dsn, "SELECT count(*) FROM positions") > 0
+    assert count(schema_dsn, "SELECT count(*) FROM raw_frames") == frames
+    assert count(schema_dsn, "SELECT count(*) FROM vehicle_realtime") > 0
+    assert count(schema_dsn, "SELECT count(*) FROM positions") > 0
     # 20 GB/T 32960 terminals log in and out; 20 JT/T 808 terminals register, authenticate and
     # log out (each event once: over TCP, acknowledged only after the commit)
     events = _events(schema_dsn)
@@ -95,7 +85,7 @@ def test_run_with_simulator_stores_data_and_stops_cleanly(schema_dsn: str, tmp_p
         ("jt808", "auth"): 20,
         ("jt808", "logout"): 20,
     }, events
-    assert _count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
+    assert count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
 
 
 def test_run_with_simulated_chargers_stores_ocpp_data(schema_dsn: str, tmp_path: Path) -> None:
@@ -137,16 +127,16 @@ def test_run_with_simulated_chargers_stores_ocpp_data(schema_dsn: str, tmp_path:
     assert proc.returncode == 0, "".join(lines)
     for protocol in ("ocpp1.6", "ocpp2.0.1"):
         where = f"WHERE protocol = '{protocol}'"
-        assert _count(schema_dsn, f"SELECT count(*) FROM charger_status {where}") > 0, protocol
-        assert _count(schema_dsn, f"SELECT count(*) FROM meter_values {where}") > 0, protocol
+        assert count(schema_dsn, f"SELECT count(*) FROM charger_status {where}") > 0, protocol
+        assert count(schema_dsn, f"SELECT count(*) FROM meter_values {where}") > 0, protocol
         sessions = f"SELECT count(*) FROM charging_sessions {where} AND event = 'stop'"
-        assert _count(schema_dsn, sessions) > 0, protocol
+        assert count(schema_dsn, sessions) > 0, protocol
         # energy is stored in Wh whatever unit the charger used (the simulator sends kWh)
         energy = (
             f"SELECT min(value) FROM meter_values {where} "
             "AND measurand = 'Energy.Active.Import.Register'"
         )
-        assert _count(schema_dsn, f"SELECT ({energy})::bigint") >= 100_000, protocol
-    assert _count(schema_dsn, "SELECT count(*) FROM charger_events WHERE event = 'boot'") == 6
-    assert _count(schema_dsn, "SELECT count(*) FROM raw_frames WHERE protocol LIKE 'ocpp%'") > 0
-    assert _count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
+        assert count(schema_dsn, f"SELECT ({energy})::bigint") >= 100_000, protocol
+    assert count(schema_dsn, "SELECT count(*) FROM charger_events WHERE event = 'boot'") == 6
+    assert count(schema_dsn, "SELECT count(*) FROM raw_frames WHERE protocol LIKE 'ocpp%'") > 0
+    assert count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0

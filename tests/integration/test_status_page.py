@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,6 +39,8 @@ from gateway.metrics_server import MetricsHttp
 from gateway.status_page import LastPositions, Rates, StatusPage, summarize
 from gateway.store.testing import create_schema, drop_schema, migrated_schema, with_search_path
 
+from .gatewaykit import RunProcess, _free_port
+
 if TYPE_CHECKING:
     from .conftest import Services
 
@@ -48,13 +49,6 @@ WIDTH, HEIGHT = 1280, 1500
 #: the page's colours (status.css): header, GB/T dot, JT/T dot, alert box, alert text
 HEADER, GBT, JT = (0x16, 0x20, 0x2B), (0xD9, 0x48, 0x0F), (0x19, 0x71, 0xC2)
 ALERT_BOX, ALERT_TEXT = (0xFF, 0xF0, 0xF0), (0xC9, 0x2A, 0x2A)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- headless Chromium over the DevTools protocol ----------------------------------------------
@@ -222,7 +216,7 @@ def schema_dsn(services: Services) -> Iterator[str]:
     asyncio.run(drop_schema(services.dsn, schema))
 
 
-class Gateway:
+class Gateway(RunProcess):
     """``silkgate run`` with GB/T 32960 and JT/T 808 listeners and [metrics] on a free port."""
 
     def __init__(self, tmp: Path, dsn: str, *args: str) -> None:
@@ -236,46 +230,20 @@ class Gateway:
             f'[database]\ndsn = "{dsn}"\n[spool]\npath = "{tmp / "spool"}"\n'
             f"[pipeline]\nbatch_age_ms = 50\n{listeners}[metrics]\nenabled = true\nport = 0\n"
         )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=tmp,  # not the repo root: there the source folder would shadow the install
-            env={k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"}
-            | {"PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_line(self, pred: Callable[[str], bool], timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if pred(line):
-                    return line
-            assert self.proc.poll() is None, "the gateway exited:\n" + "\n".join(self.lines)
-            time.sleep(0.05)
-        raise AssertionError("no such line:\n" + "\n".join(self.lines[-40:]))
+        super().__init__(config, *args)
 
     def base(self) -> str:
         """``http://127.0.0.1:PORT`` of /metrics and /status, once it listens."""
-        line = self.wait_line(lambda ln: "metrics: http://" in ln)
-        return line[line.index("http://") :].removesuffix("/metrics")
+        return self.metrics_url().removesuffix("/metrics")
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGINT unless it has exited (SIGKILL when that does not end it); the exit status."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(60)
+                return super().stop()
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self.kill()
+        return self.proc.wait()
 
 
 def simulate(gw: Gateway, *args: str) -> subprocess.Popen[str]:
@@ -488,8 +456,8 @@ async def _served(page: StatusPage) -> MetricsHttp:
 async def test_page_shows_device_ids_as_text_and_a_database_away(
     positions_dsn: str, tmp_path: Path
 ) -> None:
-    good = StatusPage(_snapshots, positions_dsn)
-    away = StatusPage(_snapshots, _dead_dsn(), connect_timeout_s=1.0)
+    good = StatusPage(_snapshots, LastPositions(positions_dsn))
+    away = StatusPage(_snapshots, LastPositions(_dead_dsn(), connect_timeout_s=1.0))
     servers = [await _served(good), await _served(away)]
     try:
         async with browser(tmp_path) as new_tab:
@@ -705,7 +673,7 @@ async def _request(port: int, raw: bytes) -> tuple[str, dict[str, str], bytes]:
 
 @pytest.mark.asyncio
 async def test_routes() -> None:
-    page = StatusPage(_snapshots, _dead_dsn(), connect_timeout_s=0.5)
+    page = StatusPage(_snapshots, LastPositions(_dead_dsn(), connect_timeout_s=0.5))
 
     async def broken() -> tuple[int, dict[str, str], bytes]:
         raise RuntimeError("a bug")

@@ -10,16 +10,15 @@ transaction, where the only error allowed is the license error.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from gateway.records import ChargingSession, MeterValue, Position, VehicleRealtime
-from gateway.store import connect, write
+from gateway.store import write
 from gateway.store.migrate import Migration, load
 from gateway.store.testing import migrated_schema
 from gateway.store.timescale import (
@@ -46,15 +45,6 @@ LICENSE_ERROR = re.compile(r'not supported under the current "apache" license')
 @pytest.fixture(scope="module")
 def dsn(services: Services) -> Iterator[str]:
     yield from migrated_schema(services.dsn)
-
-
-@pytest_asyncio.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 def _rollups(variant: str) -> Migration:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,6 @@ from uuid import NAMESPACE_URL, uuid4, uuid5
 import asyncpg
 import msgspec
 import pytest
-import pytest_asyncio
 
 from gateway.codecs.errors import ProtocolError
 from gateway.codecs.gbt32960 import reference as gbt_ref
@@ -43,7 +42,7 @@ from gateway.records import (
     SwapEvent,
     VehicleRealtime,
 )
-from gateway.store import connect, create_pool, write
+from gateway.store import create_pool, write
 from gateway.store.tables import SPECS, TABLES
 from gateway.store.testing import migrated_schema
 
@@ -70,15 +69,6 @@ def encoding(request: pytest.FixtureRequest) -> Iterator[str]:
         else:
             mp.delenv("SILKGATE_NO_EXTENSIONS", raising=False)
         yield str(request.param)
-
-
-@pytest_asyncio.fixture
-async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await connect(dsn)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def _row(conn: asyncpg.Connection, query: str, *args: object) -> asyncpg.Record:

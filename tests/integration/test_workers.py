@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import re
 import signal
@@ -31,7 +30,7 @@ from gateway.config import ConfigError, parse
 from gateway.store.testing import create_schema, drop_schema, with_search_path
 from gateway.supervisor import Supervisor, worker_config
 
-from .gatewaykit import _free_port
+from .gatewaykit import _free_port, simulate_gbt
 from .test_mqtt_adapter import gbt
 
 if TYPE_CHECKING:
@@ -144,23 +143,6 @@ def _publish(services: Services, prefix: str, first: int, n: int, kill: Any = No
     asyncio.run(go())
 
 
-def _simulate(port: int, terminals: int, seed: int) -> dict[str, Any]:
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "gateway.cli", "simulate", "--host", "127.0.0.1"),
-            *("--gbt-port", str(port), "--gbt", str(terminals), "--frames", "10"),
-            *("--interval", "0.05", "--seed", str(seed), "--quiet"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/tmp",
-    )
-    assert done.returncode == 0, done.stderr
-    summary: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return summary
-
-
 def test_two_workers_share_ports_and_subscriptions(
     schema_dsn: str, services: Services, tmp_path: Path
 ) -> None:
@@ -198,7 +180,7 @@ def test_two_workers_share_ports_and_subscriptions(
         assert (tmp_path / "spool" / "worker-1").is_dir()
 
         # 16 terminals on the one port: the kernel spreads them over both workers
-        summary = _simulate(port, 16, seed=71)
+        summary = simulate_gbt(port, 16, 10, seed=71)
         assert summary["acked"] == 160 and summary["unacked"] == 0, summary
         # MQTT: the shared subscription splits the messages between the workers
         _publish(services, prefix, 0, 100)
@@ -222,7 +204,7 @@ def test_two_workers_share_ports_and_subscriptions(
         _mqtt_up(out, 1, mark)
         _publish(services, prefix, 300, 100)
         assert _wait_rows(schema_dsn, 400) == (400, 400)
-        summary = _simulate(port, 8, seed=72)
+        summary = simulate_gbt(port, 8, 10, seed=72)
         assert summary["acked"] == 80 and summary["unacked"] == 0, summary
         logins = _fetch(
             schema_dsn,

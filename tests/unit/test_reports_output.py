@@ -6,10 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
+import sys
 import xml.etree.ElementTree as ET
-import zlib
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +34,9 @@ from gateway.reports import (
 from gateway.reports.charts import Chart, Rect, Series, Text, fmt_number, layout, nice_max, to_svg
 from gateway.reports.cli import ProgressBar, _format
 from gateway.reports.pdf import latin1
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pdftext import pdf_text
 
 T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
@@ -218,20 +221,10 @@ def test_html_is_one_printable_page() -> None:
     assert "GroundFailure" in chargers and "87.5" in chargers
 
 
-def _pdf_text(pdf: bytes) -> str:
-    out = []
-    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
-        try:
-            out.append(zlib.decompress(raw).decode("latin-1"))
-        except zlib.error:
-            continue
-    return "".join(out)
-
-
 def test_pdf_has_text_and_charts() -> None:
     pdf = to_pdf(report("swap", [swap_row(), swap_row(3)]))
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
-    text = _pdf_text(pdf)
+    text = pdf_text(pdf)
     assert "Battery-swap stations" in text and "lock_error" in text
     assert " re" in text  # rectangles: the bars
     odd = report("vehicles", [vehicle_row(plate="กท 1234")])  # Thai plate: not Latin-1
