@@ -98,6 +98,9 @@ class ListenerStats:
     closed: dict[str, int] = field(default_factory=dict)  # by reason
     frames: int = 0  # complete frames received
     bad_frames: int = 0  # garbage, bad checksums, undecodable, cut off
+    #: Where the listener counts them itself (OCPP; the TCP listeners' Ingestor has its own):
+    calls: dict[str, int] = field(default_factory=dict)  # requests from devices, by action
+    dead_letters: dict[str, int] = field(default_factory=dict)  # by reason
     acks_sent: int = 0  # replies sent after their frames were durable
     not_durable: int = 0  # connections closed because a completion failed (no ack sent)
     ack_latency: LatencyHistogram = field(default_factory=LatencyHistogram)

@@ -316,6 +316,8 @@ class ChargerConnection:
     ) -> None:
         shared = self._shared
         uid, action = call.unique_id, call.action
+        calls = shared.stats.calls
+        calls[action] = calls.get(action, 0) + 1
         answer: Any = None
         if self.bridge is not None:
             try:
@@ -383,6 +385,8 @@ class ChargerConnection:
     def _dead_letter(
         self, reason: str, description: str, raw: bytes, received_at: datetime
     ) -> DeadLetter:
+        counts = self._shared.stats.dead_letters
+        counts[reason] = counts.get(reason, 0) + 1
         return DeadLetter(
             frame_id=self._shared.ids.next(),
             received_at=received_at,

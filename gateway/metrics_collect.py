@@ -184,7 +184,14 @@ def collect(
         _connections(b, listener.stats)
     if gw.ocpp is not None:
         st = gw.ocpp.server.stats
-        b.add("silkgate_frames_total", st.frames, protocol="ocpp", kind="message")
+        calls = 0
+        for action, n in st.calls.items():
+            b.add("silkgate_frames_total", n, protocol="ocpp", kind=action)
+            calls += n
+        # answers to the central system's own calls, and messages that were not a valid call
+        b.add("silkgate_frames_total", st.frames - calls, protocol="ocpp", kind="other")
+        for reason, n in st.dead_letters.items():
+            b.add("silkgate_dead_letters_total", n, protocol="ocpp", reason=reason)
         _connections(b, st)
     if gw.mqtt is not None:
         ms, it = gw.mqtt.stats, gw.mqtt.intake.stats

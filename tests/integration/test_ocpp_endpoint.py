@@ -424,6 +424,10 @@ async def test_bad_frames_get_callerrors_and_dead_letters(rig: Rig) -> None:
     # every message is archived, the bad ones too
     await rig.eventually("raw_frames", "device_id = 'CP1'", n=9)
     assert server.stats.bad_frames == 8
+    # the counters behind /metrics: dead letters by reason, valid requests by action
+    assert sum(server.stats.dead_letters.values()) == 8
+    assert set(server.stats.dead_letters) == reasons
+    assert server.stats.calls == {"Heartbeat": 1}
 
 
 @pytest.mark.asyncio
