@@ -130,8 +130,11 @@ def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             from gateway import supervisor
 
             if worker is None:
-                if ns.simulate or ns.chargers:
-                    raise ConfigError("--simulate / --chargers run in a single process only")
+                if ns.simulate or ns.chargers or ns.swap_stations or ns.charger_sites:
+                    raise ConfigError(
+                        "--simulate / --chargers / --swap-stations / --charger-sites run in a "
+                        "single process only"
+                    )
                 return supervisor.run_supervisor(
                     cfg, ns.config, ns.workers, out, duration_s=ns.duration
                 )
@@ -147,6 +150,9 @@ def cmd_run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         chargers=ns.chargers,
         interval_s=ns.interval,
         charger_interval_s=ns.charger_interval,
+        swap_stations=ns.swap_stations,
+        charger_sites=ns.charger_sites,
+        swap_interval_s=ns.swap_interval,
         duration_s=ns.duration,
         worker=worker,
         workers=ns.workers,
@@ -257,6 +263,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--interval", type=float, default=1.0, metavar="S", help="simulated report interval (s)"
+    )
+    run.add_argument(
+        "--swap-stations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="simulate N battery-swap stations publishing swap JSON over MQTT (needs [mqtt])",
+    )
+    run.add_argument(
+        "--charger-sites",
+        type=int,
+        default=0,
+        metavar="N",
+        help="simulate N charger site controllers publishing charger JSON over MQTT",
+    )
+    run.add_argument(
+        "--swap-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="simulated swap stations' (and charger sites') report interval (s)",
     )
     run.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
     run.add_argument(

@@ -40,6 +40,7 @@ from gateway.tcp_simulator import SimConfig, TerminalFleet
 if TYPE_CHECKING:
     from gateway.adapters.mqtt import MqttAdapter
     from gateway.api.service import ApiService
+    from gateway.mqtt_simulator import MqttSimulator
     from gateway.ocpp.service import OcppService
     from gateway.ocpp_simulator import ChargerFleet
     from gateway.republish.service import Republisher
@@ -59,6 +60,9 @@ class RunOptions:
     chargers: int = 0  # simulated OCPP charge points (0: none)
     interval_s: float = 1.0  # each simulated truck reports this often
     charger_interval_s: float = 10.0  # simulated chargers' meter values while charging
+    swap_stations: int = 0  # simulated swap stations over MQTT (0: none)
+    charger_sites: int = 0  # simulated charger-JSON site controllers over MQTT (0: none)
+    swap_interval_s: float = 10.0  # their report interval
     duration_s: float | None = None  # stop after this long (None: until Ctrl-C / SIGTERM)
     status_every_s: float = 1.0
     rollups_every_s: float = 300.0
@@ -122,6 +126,7 @@ class Gateway:
         self.ocpp: OcppService | None = None
         self.mqtt: MqttAdapter | None = None
         self.charger_fleet: ChargerFleet | None = None  # --chargers
+        self.mqtt_sim: MqttSimulator | None = None  # --swap-stations / --charger-sites
         self.republisher: Republisher | None = None  # [republish], one process / worker 0
         self.metrics: GatewayMetrics | None = None  # snapshot files, /metrics of one process
         self.api: ApiService | None = None  # [api]
@@ -278,7 +283,11 @@ class Gateway:
                 tasks.append(tg.create_task(self._simulate(), name="simulator"))
             if self.opts.chargers:
                 tasks.append(tg.create_task(self._simulate_chargers(), name="chargers"))
+            if self.opts.swap_stations or self.opts.charger_sites:
+                tasks.append(tg.create_task(self._simulate_mqtt(), name="mqtt-simulator"))
             await self.stop.wait()
+            if self.mqtt_sim is not None:  # before the MQTT adapter stops: its last acks
+                await self.mqtt_sim.stop()
             if self.terminals is not None:  # log the simulated terminals out while we listen
                 await self.terminals.stop()
             if self.charger_fleet is not None:
@@ -328,6 +337,25 @@ class Gateway:
         async with ChargerFleet(config) as fleet:
             self.charger_fleet = fleet
             await fleet.run()
+
+    async def _simulate_mqtt(self) -> None:
+        """``--swap-stations N`` / ``--charger-sites M``: stations and site controllers of
+        :mod:`gateway.mqtt_simulator` publishing to the topics of this gateway's ``[mqtt]``
+        routes, once its MQTT adapter has subscribed (a new session gets nothing earlier)."""
+        from gateway.mqtt_simulator import MqttSimulator, sim_config
+
+        assert self.mqtt is not None
+        with contextlib.suppress(TimeoutError):
+            await self.mqtt.intake.wait_connected(30)
+        config = sim_config(
+            self.cfg.mqtt,
+            swap_stations=self.opts.swap_stations,
+            charger_sites=self.opts.charger_sites,
+            interval_s=self.opts.swap_interval_s,
+        )
+        async with MqttSimulator(config) as sim:
+            self.mqtt_sim = sim
+            await sim.run()
 
     # -- scheduled maintenance ---------------------------------------------------------------
 
@@ -448,11 +476,28 @@ class Gateway:
             line += "  | " + self.mqtt.status()
         if self.charger_fleet is not None:
             line += "  | " + self.charger_fleet.summary()
+        if self.mqtt_sim is not None:
+            line += "  | " + self.mqtt_sim.summary()
         if self.forwarders is not None and len(self.forwarders):
             line += "  | " + self.forwarders.status()
         if self.republisher is not None:
             line += "  | " + self.republisher.status()
         return line
+
+
+def _simulating(opts: RunOptions) -> str:
+    """The start-up line's ", simulating 200 trucks, 20 OCPP chargers, ..." (or nothing)."""
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (opts.simulate, "trucks"),
+            (opts.chargers, "OCPP chargers"),
+            (opts.swap_stations, "swap stations"),
+            (opts.charger_sites, "charger sites"),
+        )
+        if n
+    ]
+    return ", simulating " + ", ".join(parts) if parts else ""
 
 
 def tune_gc() -> None:
@@ -478,7 +523,7 @@ async def run(cfg: Config, opts: RunOptions, out: TextIO = sys.stdout) -> int:
         loop.call_later(opts.duration_s, gw.stop.set)
     out.write(
         f"silkgate running: database {cfg.database.dsn.split('@')[-1]}, spool {cfg.spool.path}"
-        + (f", simulating {opts.simulate} trucks" if opts.simulate else "")
+        + _simulating(opts)
         + " (Ctrl-C to stop)\n"
     )
     if opts.simulate and not (cfg.listeners.gbt32960.enabled or cfg.listeners.jt808.enabled):
@@ -488,6 +533,14 @@ async def run(cfg: Config, opts: RunOptions, out: TextIO = sys.stdout) -> int:
     if opts.chargers and not cfg.ocpp.enabled:
         out.write("silkgate: --chargers needs the OCPP endpoint: enable [ocpp]\n")
         return 2
+    if opts.swap_stations or opts.charger_sites:
+        from gateway.mqtt_simulator import sim_config
+
+        try:  # [mqtt] enabled, with a route for each simulated kind
+            sim_config(cfg.mqtt, swap_stations=opts.swap_stations, charger_sites=opts.charger_sites)
+        except ValueError as exc:
+            out.write(f"silkgate: {exc}\n")
+            return 2
     try:
         await gw.serve()
     except ListenError as exc:

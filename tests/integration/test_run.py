@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from gateway.store.testing import create_schema, drop_schema, with_search_path
 
 from .gatewaykit import count
+from .mqttkit import drop_session
 
 
 @pytest.fixture
@@ -139,4 +141,69 @@ def test_run_with_simulated_chargers_stores_ocpp_data(schema_dsn: str, tmp_path:
         assert count(schema_dsn, f"SELECT ({energy})::bigint") >= 100_000, protocol
     assert count(schema_dsn, "SELECT count(*) FROM charger_events WHERE event = 'boot'") == 6
     assert count(schema_dsn, "SELECT count(*) FROM raw_frames WHERE protocol LIKE 'ocpp%'") > 0
+    assert count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_run_with_simulated_swap_stations_stores_mqtt_data(
+    services: Any, schema_dsn: str, tmp_path: Path
+) -> None:
+    """`--swap-stations N --charger-sites M`: swap stations and charger site controllers publish
+    JSON over MQTT to the topics of the gateway's own routes (a prefix of this test's own, so
+    parallel runs do not collide); everything they publish is stored, nothing refused."""
+    tag = uuid.uuid4().hex[:10]
+    client_id = f"it-run-swap-{tag}"
+    config = tmp_path / "silkgate.toml"
+    config.write_text(
+        f'[database]\ndsn = "{schema_dsn}"\n'
+        f'[spool]\npath = "{tmp_path / "spool"}"\n'
+        "[pipeline]\nbatch_age_ms = 20\n"
+        f'[mqtt]\nenabled = true\nhost = "{services.mqtt_host}"\nport = {services.mqtt_port}\n'
+        f'client_id = "{client_id}"\n'
+        f'[[mqtt.routes]]\nfilter = "t{tag}/stations/+/swap"\ncodec = "swap"\ndevice = "topic:2"\n'
+        f'[[mqtt.routes]]\nfilter = "t{tag}/sites/+/chargers/+"\ncodec = "charger"\n'
+        'device = "topic:4"\n'
+    )
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cli", "run", "--config", str(config)),
+            *("--swap-stations", "3", "--charger-sites", "2", "--swap-interval", "0.1"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"}
+        | {"PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:  # until a few swaps ended (the first within 6 ticks)
+            lines.append(line)
+            if " swaps, " in line and int(line.split(" swaps, ")[0].split()[-1]) >= 8:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        asyncio.run(drop_session(services.mqtt_host, services.mqtt_port, client_id))
+    lines += out.splitlines(keepends=True)
+    assert proc.returncode == 0, "".join(lines)
+    final = [ln for ln in lines if ln.startswith("frames ")][-1]
+    sim = final.split("mqtt sim ")[1]
+    published = int(sim.split(" published")[0].split()[-1].replace(",", ""))
+    acked = int(sim.split(" acked")[0].split()[-1].replace(",", ""))
+    assert published == acked > 0, final  # a clean stop publishes what was queued
+    stations = "SELECT count(DISTINCT station_id) FROM"
+    for table in ("station_status", "battery_inventory", "battery_charging", "swap_events"):
+        assert count(schema_dsn, f"{stations} {table}") == 3, table
+    assert count(schema_dsn, "SELECT count(*) FROM swap_events WHERE result = 'success'") > 0
+    # every message the simulator got acknowledged is archived (the gateway acks after commit)
+    raw = "SELECT count(*) FROM raw_frames WHERE protocol IN ('silkgate-swap', 'silkgate-charger')"
+    assert count(schema_dsn, raw) == acked
+    chargers = "SELECT count(DISTINCT charger_id) FROM"
+    assert count(schema_dsn, f"{chargers} charger_events WHERE event = 'boot'") == 6
+    assert count(schema_dsn, f"{chargers} charger_status") == 6
+    assert count(schema_dsn, f"{chargers} meter_values") > 0
+    assert count(schema_dsn, "SELECT count(*) FROM charging_sessions WHERE event = 'start'") > 0
     assert count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
