@@ -102,9 +102,9 @@ class RepublishStats:
         self.last_error = message
         self.last_error_at = datetime.now(UTC)
 
-    def line(self) -> str:
+    def line(self, *, stopped: bool = False) -> str:
         """``republish local: up 1,234 pub, lag 0 rows (0 records, 0.0 s)``."""
-        state = "up" if self.connected else "DOWN"
+        state = "up" if self.connected else "stopped" if stopped else "DOWN"
         text = (
             f"republish {self.name}: {state} {self.published:,} pub, lag {self.lag_rows:,} rows "
             f"({self.lag_records:,} records, {self.lag_s:.1f} s)"
@@ -293,7 +293,7 @@ class Republisher:
             self._closing.set()
 
     def status(self) -> str:
-        return self.stats.line()
+        return self.stats.line(stopped=self._closing.is_set())
 
     async def run(self) -> None:
         """Publish until :meth:`close`."""

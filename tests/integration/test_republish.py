@@ -691,7 +691,7 @@ async def test_silkgate_run_with_workers(
     # worker 0 alone publishes (worker 1 would need a cursor of its own: there is none)
     assert re.search(r"\[w0\] INFO silkgate.republish: republish local: connected to", out), out
     assert not re.search(r"\[w1\][^\n]*republish local", out), out
-    final = re.findall(r"\[w0\] .*republish local: DOWN ([\d,]+) pub, lag 0 rows", out)[-1]
+    final = re.findall(r"\[w0\] .*republish local: stopped ([\d,]+) pub, lag 0 rows", out)[-1]
     assert int(final.replace(",", "")) == len(sub.messages)  # the final status line
     assert await pool.fetchval("SELECT count(*) FROM forward_cursors") == 1
 
