@@ -411,6 +411,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def charger_identities(cfg: ChargerSimConfig) -> list[tuple[str, str]]:
+    """The (charge point identity, OCPP version) of each charger a :class:`ChargerFleet` of
+    ``cfg`` simulates; nothing connects."""
+    stats = ChargerStats()
+    return [(c.identity, c.version) for c in (_Charger(cfg, i, stats) for i in range(cfg.chargers))]
+
+
 class ChargerFleet:
     """Many simulated chargers; ``async with ChargerFleet(cfg) as fleet: await fleet.run()``."""
 

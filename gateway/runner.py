@@ -40,9 +40,9 @@ from gateway.tcp_simulator import SimConfig, TerminalFleet
 if TYPE_CHECKING:
     from gateway.adapters.mqtt import MqttAdapter
     from gateway.api.service import ApiService
-    from gateway.mqtt_simulator import MqttSimulator
+    from gateway.mqtt_simulator import MqttSimConfig, MqttSimulator
     from gateway.ocpp.service import OcppService
-    from gateway.ocpp_simulator import ChargerFleet
+    from gateway.ocpp_simulator import ChargerFleet, ChargerSimConfig
     from gateway.republish.service import Republisher
 
 log = logging.getLogger("silkgate.run")
@@ -149,6 +149,7 @@ class Gateway:
             self.forwarders.start()
             try:
                 await self._start_listeners()
+                await self._register_simulated()  # before the simulators connect
                 await self._serve_tasks()
             finally:
                 if self.api is not None:  # first: its commands in flight need the connections
@@ -301,12 +302,17 @@ class Gateway:
         """``--simulate N``: N terminals over TCP to this gateway's own listeners (half GB/T
         32960 2016/2025, half JT/T 808 2013/2019 when both listen), the path a real truck takes:
         session, ack after commit, resend of what was not acknowledged."""
+        async with TerminalFleet(self._terminal_config()) as fleet:
+            self.terminals = fleet
+            await fleet.run()  # until the fleet is stopped with the gateway
+
+    def _terminal_config(self) -> SimConfig:
         ports = {lst.protocol: lst.port for lst in self.listeners}
         n = self.opts.simulate
         gbt = n - n // 2 if JT808 in ports else n
         if GBT32960 not in ports:
             gbt = 0
-        config = SimConfig(
+        return SimConfig(
             host="127.0.0.1",
             gbt_port=ports.get(GBT32960, 0),
             jt_port=ports.get(JT808, 0),
@@ -319,43 +325,73 @@ class Gateway:
             logout=True,
             tls=False,
         )
-        async with TerminalFleet(config) as fleet:
-            self.terminals = fleet
-            await fleet.run()  # until the fleet is stopped with the gateway
 
     async def _simulate_chargers(self) -> None:
         """``--chargers N``: N OCPP charge points (1.6 and 2.0.1 in turn) on this gateway's own
         OCPP endpoint, charging in cycles with meter values every ``--charger-interval`` s."""
-        from gateway.ocpp_simulator import ChargerFleet, ChargerSimConfig
+        from gateway.ocpp_simulator import ChargerFleet
+
+        async with ChargerFleet(self._charger_config()) as fleet:
+            self.charger_fleet = fleet
+            await fleet.run()
+
+    def _charger_config(self) -> ChargerSimConfig:
+        from gateway.ocpp_simulator import ChargerSimConfig
 
         assert self.ocpp is not None
         ocpp = self.cfg.ocpp
         url = f"{'wss' if ocpp.tls else 'ws'}://127.0.0.1:{self.ocpp.port}{ocpp.path}"
-        config = ChargerSimConfig(
+        return ChargerSimConfig(
             url=url, chargers=self.opts.chargers, interval_s=self.opts.charger_interval_s
         )
-        async with ChargerFleet(config) as fleet:
-            self.charger_fleet = fleet
-            await fleet.run()
 
     async def _simulate_mqtt(self) -> None:
         """``--swap-stations N`` / ``--charger-sites M``: stations and site controllers of
         :mod:`gateway.mqtt_simulator` publishing to the topics of this gateway's ``[mqtt]``
         routes, once its MQTT adapter has subscribed (a new session gets nothing earlier)."""
-        from gateway.mqtt_simulator import MqttSimulator, sim_config
+        from gateway.mqtt_simulator import MqttSimulator
 
         assert self.mqtt is not None
         with contextlib.suppress(TimeoutError):
             await self.mqtt.intake.wait_connected(30)
-        config = sim_config(
+        async with MqttSimulator(self._mqtt_config()) as sim:
+            self.mqtt_sim = sim
+            await sim.run()
+
+    def _mqtt_config(self) -> MqttSimConfig:
+        from gateway.mqtt_simulator import sim_config
+
+        return sim_config(
             self.cfg.mqtt,
             swap_stations=self.opts.swap_stations,
             charger_sites=self.opts.charger_sites,
             interval_s=self.opts.swap_interval_s,
         )
-        async with MqttSimulator(config) as sim:
-            self.mqtt_sim = sim
-            await sim.run()
+
+    async def _register_simulated(self) -> None:
+        """The simulated devices in the registry as operator ``demo``'s
+        (:mod:`gateway.demo_registry`), so the API lists them and the reports cover them. A
+        database outage skips it (logged); the run goes on."""
+        from gateway.demo_registry import devices_of, register_demo
+
+        opts = self.opts
+        devices = devices_of(
+            self._terminal_config() if opts.simulate else None,
+            self._charger_config() if opts.chargers else None,
+            self._mqtt_config() if opts.swap_stations or opts.charger_sites else None,
+        )
+        if not devices:
+            return
+        assert self.pool is not None
+        try:
+            async with self.pool.acquire() as conn:
+                registered = await register_demo(conn, devices)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("simulated devices not registered, database unavailable: %s", exc)
+            return
+        self.out.write(registered.summary() + "\n")
 
     # -- scheduled maintenance ---------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
-from gateway.simulator import Fleet
+from gateway.simulator import Fleet, Truck
 from gateway.tcp_simulator_gbt import GbtTerminal
 from gateway.tcp_simulator_jt import JtTerminal
 from gateway.tcp_simulator_stats import FleetStats, TerminalStats
@@ -296,6 +296,23 @@ class TerminalFleet:
                 for t in groups[k % slots]:
                     t.tick(now, per_turn)
                 k += 1
+
+
+def fleet_trucks(config: SimConfig) -> list[Truck]:
+    """The trucks (VIN, phone, version) a :class:`TerminalFleet` of ``config`` simulates, GB/T
+    32960 ones first, made as :meth:`TerminalFleet._build` makes them; nothing connects."""
+    return [
+        *Fleet(config.gbt, seed=config.seed, versions=config.gbt_versions).trucks,
+        *Fleet(
+            config.jt, seed=config.seed, versions=config.jt_versions, first_index=config.gbt
+        ).trucks,
+    ]
+
+
+def wire_phone(truck: Truck) -> str:
+    """A JT/T 808 truck's phone number as its terminal sends it (and the registry keys it):
+    12 BCD digits in 2013, 20 in 2019 (as :class:`JtTerminal` pads it)."""
+    return truck.phone.rjust(20, "0") if truck.version >= 2019 else truck.phone
 
 
 def status_line(stats: FleetStats, terminals: int) -> str:

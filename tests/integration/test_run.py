@@ -207,3 +207,114 @@ def test_run_with_simulated_swap_stations_stores_mqtt_data(
     assert count(schema_dsn, f"{chargers} meter_values") > 0
     assert count(schema_dsn, "SELECT count(*) FROM charging_sessions WHERE event = 'start'") > 0
     assert count(schema_dsn, "SELECT count(*) FROM dead_letters") == 0
+
+
+def _registry(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    queries = {
+        "operators": "SELECT operator_id, timezone FROM operators ORDER BY 1",
+        "vehicles": "SELECT vin, operator_id, fleet_id, protocol_version, reporting_interval_s, "
+        "created_at = updated_at FROM vehicles ORDER BY 1",
+        "terminals": "SELECT phone, operator_id, vin, protocol_version FROM terminals ORDER BY 1",
+        "stations": "SELECT station_id, operator_id, kind, bays, timezone, lat IS NOT NULL "
+        "FROM stations ORDER BY 1",
+        "chargers": "SELECT charger_id, operator_id, station_id, protocol FROM chargers ORDER BY 1",
+    }
+
+    async def go() -> dict[str, list[tuple[Any, ...]]]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return {k: [tuple(r) for r in await conn.fetch(q)] for k, q in queries.items()}
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_run_registers_the_simulated_devices_as_operator_demo(
+    services: Any, schema_dsn: str, tmp_path: Path
+) -> None:
+    """Every simulated truck, terminal, charger and station is in the registry (operator
+    `demo`) before it connects; a second run changes nothing; a VIN another operator
+    registered stays theirs."""
+    from gateway.store.migrate import migrate
+    from gateway.tcp_simulator import SimConfig, fleet_trucks
+
+    trucks = fleet_trucks(SimConfig(gbt=2, jt=1, gbt_versions=(2016, 2025), jt_versions=(2013,)))
+    theirs, ours, jt = trucks[0].vin, trucks[1].vin, trucks[2]
+
+    async def prepare() -> None:
+        conn = await asyncpg.connect(schema_dsn)
+        try:
+            await migrate(conn)
+            await conn.execute("INSERT INTO operators (operator_id, name) VALUES ('acme', 'A')")
+            await conn.execute(
+                "INSERT INTO vehicles (vin, operator_id) VALUES ($1, 'acme')", theirs
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(prepare())
+    tag = uuid.uuid4().hex[:10]
+    client_id = f"it-run-demo-{tag}"
+    config = tmp_path / "silkgate.toml"
+    config.write_text(
+        f'[database]\ndsn = "{schema_dsn}"\n'
+        f'[spool]\npath = "{tmp_path / "spool"}"\n'
+        '[listeners.gbt32960]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
+        '[listeners.jt808]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
+        '[ocpp]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n'
+        'unknown_chargers = "accept"\nsecurity_profile = 0\n'
+        f'[mqtt]\nenabled = true\nhost = "{services.mqtt_host}"\nport = {services.mqtt_port}\n'
+        f'client_id = "{client_id}"\n'
+        f'[[mqtt.routes]]\nfilter = "t{tag}/stations/+/swap"\ncodec = "swap"\ndevice = "topic:2"\n'
+        f'[[mqtt.routes]]\nfilter = "t{tag}/sites/+/chargers/+"\ncodec = "charger"\n'
+        'device = "topic:4"\n'
+    )
+    command = [
+        *(sys.executable, "-m", "gateway.cli", "run", "--config", str(config)),
+        *("--simulate", "3", "--chargers", "2", "--swap-stations", "1", "--charger-sites", "1"),
+        *("--interval", "2", "--duration", "3"),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "SILKGATE_DSN"}
+    outputs = []
+    try:
+        for _ in range(2):
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            outputs.append([ln for ln in done.stdout.splitlines() if ln.startswith("registered")])
+            if len(outputs) == 1:
+                first = _registry(schema_dsn)
+    finally:
+        asyncio.run(drop_session(services.mqtt_host, services.mqtt_port, client_id))
+    assert outputs[0] == [
+        "registered as operator demo: vehicles 3 (2 new, 1 not demo's: left alone), "
+        "terminals 1 (1 new), stations 2 (2 new), chargers 5 (5 new)"
+    ], outputs
+    assert outputs[1] == [
+        "registered as operator demo: vehicles 3 (1 not demo's: left alone), terminals 1, "
+        "stations 2, chargers 5"
+    ], outputs
+    reg = _registry(schema_dsn)
+    assert reg["operators"] == [("acme", None), ("demo", "Asia/Singapore")]
+    assert sorted(reg["vehicles"]) == sorted(
+        [
+            (theirs, "acme", None, None, None, True),  # untouched
+            (ours, "demo", "demo-trucks", 2025, 2.0, True),
+            (jt.vin, "demo", "demo-trucks", None, 2.0, True),  # JT/T 808: no GB/T edition
+        ]
+    )
+    assert reg["vehicles"] == first["vehicles"]  # the second run wrote nothing
+    assert reg["terminals"] == [(jt.phone, "demo", jt.vin, 2013)]
+    assert reg["stations"] == [
+        ("SITE-JED-01", "demo", "charging", None, "Asia/Riyadh", True),
+        ("SW-RUH-001", "demo", "swap", 8, "Asia/Riyadh", True),
+    ]
+    assert reg["chargers"] == [
+        ("SIM-CP-00000", "demo", None, "ocpp1.6"),
+        ("SIM-CP-00001", "demo", None, "ocpp2.0.1"),
+        *[(f"SITE-JED-01-CP{i}", "demo", "SITE-JED-01", "silkgate-charger") for i in (1, 2, 3)],
+    ]
+    # the registered devices were seen as known: OCPP boots stored their vendor
+    assert count(schema_dsn, "SELECT count(*) FROM chargers WHERE vendor IS NOT NULL") == 2
