@@ -17,9 +17,12 @@ Each table's natural key (station, bay, time) makes a re-sent message a no-op in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
+
+import msgspec
 
 from gateway.records import (
     BatteryCharging,
@@ -29,7 +32,9 @@ from gateway.records import (
     SwapEvent,
 )
 from gateway.swap.messages import (
+    ChargingBay,
     ChargingMessage,
+    InventoryBay,
     InventoryMessage,
     Message,
     StatusMessage,
@@ -76,40 +81,42 @@ def records(message: Message, received_at: datetime) -> list[SwapRecord]:
             )
         ]
     if isinstance(message, InventoryMessage):
-        return [
-            BatteryInventory(
-                station_id=station,
-                time=time,
-                bay=b.bay,
-                state=b.state,
-                pack_id=b.pack_id,
-                soc_pct=b.soc_pct,
-                soh_pct=b.soh_pct,
-                energy_wh=b.energy_wh,
-                temperature_c=b.temperature_c,
-                received_at=received,
-            )
-            for b in message.bays
-        ]
+        return _per_bay(BatteryInventory, message.bays, station, time, received)
     if isinstance(message, ChargingMessage):
-        return [
-            BatteryCharging(
-                station_id=station,
-                time=time,
-                bay=b.bay,
-                state=b.state,
-                pack_id=b.pack_id,
-                soc_pct=b.soc_pct,
-                power_w=b.power_w,
-                voltage_v=b.voltage_v,
-                current_a=b.current_a,
-                energy_wh=b.energy_wh,
-                temperature_c=b.temperature_c,
-                received_at=received,
-            )
-            for b in message.bays
-        ]
+        return _per_bay(BatteryCharging, message.bays, station, time, received)
     return [_swap_event(message, station, received)]
+
+
+#: The fields a bay entry and its record share (all but the message-wide three), by record type.
+_BAY_FIELDS: dict[type, tuple[str, ...]] = {
+    kind: tuple(
+        f.name
+        for f in msgspec.structs.fields(kind)
+        if f.name not in ("station_id", "time", "received_at")
+    )
+    for kind in (BatteryInventory, BatteryCharging)
+}
+
+
+def _per_bay(
+    kind: type[BatteryInventory] | type[BatteryCharging],
+    bays: Sequence[InventoryBay] | Sequence[ChargingBay],
+    station: str,
+    time: datetime,
+    received: datetime,
+) -> list[SwapRecord]:
+    """One record per bay entry; the entry's fields have the record's names (a unit test keeps
+    the two Structs' fields equal)."""
+    names = _BAY_FIELDS[kind]
+    return [
+        kind(
+            station_id=station,
+            time=time,
+            received_at=received,
+            **{name: getattr(b, name) for name in names},
+        )
+        for b in bays
+    ]
 
 
 def _swap_event(message: SwapMessage, station: str, received: datetime) -> SwapEvent:

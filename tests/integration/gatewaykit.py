@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from gateway.adapters.tcp import ConnectionIndex, Listener
 from gateway.api.app import create_app
 from gateway.api.audit import AuditLog
 from gateway.api.auth import TokenStore
@@ -27,6 +29,14 @@ from gateway.api.config import ApiConfig
 from gateway.api.db import create_api_pool
 from gateway.api.deps import ApiContext
 from gateway.api.ratelimit import RateLimiter
+from gateway.commands import Commands, CommandsConfig
+from gateway.config import Gbt32960ListenerConfig, Jt808ListenerConfig, PipelineConfig
+from gateway.ingest import GBT32960, JT808
+from gateway.pipeline import Pipeline
+from gateway.registry import Registry
+from gateway.sink import StoreWriter
+from gateway.spool import AsyncSpool, SpoolConfig
+from gateway.store.connection import create_pool
 
 
 def _free_port() -> int:
@@ -198,4 +208,46 @@ async def api_client(
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield client, ctx
     finally:
+        await pool.close()
+
+
+@dataclass
+class TcpGateway:
+    """An in-process gateway: pipeline, registry, commands and both TCP listeners (port 0)."""
+
+    pool: asyncpg.Pool
+    pipeline: Pipeline
+    registry: Registry
+    commands: Commands
+    gbt: Listener
+    jt: Listener
+
+
+@asynccontextmanager
+async def tcp_gateway(dsn: str, spool_dir: Path) -> AsyncIterator[TcpGateway]:
+    """A :class:`TcpGateway` over ``dsn``, commands answered within 5 s; stopped on exit."""
+    pool = await create_pool(dsn, max_size=4, timeout=10)
+    spool = await AsyncSpool.open(spool_dir, SpoolConfig(fsync="never"))
+    pipeline = Pipeline(StoreWriter(pool), spool, PipelineConfig(batch_rows=2000, batch_age_ms=20))
+    pipeline.start()
+    index = ConnectionIndex()
+    commands = Commands(index, pool, CommandsConfig(timeout_s=5.0))
+    registry = Registry(pool, ttl_s=5)
+    listeners: list[Listener] = []
+    try:
+        for protocol, cfg in (
+            (GBT32960, Gbt32960ListenerConfig(enabled=True, host="127.0.0.1", port=0)),
+            (JT808, Jt808ListenerConfig(enabled=True, host="127.0.0.1", port=0)),
+        ):
+            listener = Listener(
+                protocol, cfg, pipeline, registry, index=index, on_message=commands.on_message
+            )
+            await listener.start()
+            listeners.append(listener)
+        yield TcpGateway(pool, pipeline, registry, commands, listeners[0], listeners[1])
+    finally:
+        for listener in listeners:
+            await listener.stop(timeout=5)
+        await pipeline.close(timeout=10)
+        await spool.close()
         await pool.close()

@@ -19,33 +19,24 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from gateway.adapters.tcp import ConnectionIndex, Listener
+from gateway.adapters.tcp import Listener
 from gateway.api.auth import TokenStore
 from gateway.api.config import ApiConfig
 from gateway.api.dispatch import LocalCommands
 from gateway.api.routing import CommandRouter
 from gateway.codecs import gbt32960 as gbt
 from gateway.codecs.gbt32960 import constants as gc
-from gateway.commands import Commands, CommandsConfig
 from gateway.config import (
-    Gbt32960ListenerConfig,
-    Jt808ListenerConfig,
     OcppConfig,
-    PipelineConfig,
 )
 from gateway.ingest import GBT32960, JT808
 from gateway.ocpp.service import OcppService
 from gateway.ocpp_simulator import ChargerFleet, ChargerSimConfig
-from gateway.pipeline import Pipeline
-from gateway.registry import Registry
 from gateway.simulator import Fleet
-from gateway.sink import StoreWriter
-from gateway.spool import AsyncSpool, SpoolConfig
-from gateway.store.connection import create_pool
 from gateway.store.testing import migrated_schema
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
-from .gatewaykit import api_client
+from .gatewaykit import api_client, tcp_gateway
 
 TIMEOUT = 10.0
 SIM = SimConfig(frames=0, heartbeat_s=0, reconnect_min_s=0.05, reconnect_max_s=0.2)
@@ -128,40 +119,21 @@ async def rig(schema_dsn: str, tmp_path: Path) -> AsyncIterator[Rig]:
     db = await asyncpg.connect(schema_dsn)
     await db.execute("TRUNCATE commands, api_audit")
     tokens = await _tokens(db, schema_dsn)
-    pool = await create_pool(schema_dsn, max_size=4, timeout=10)
-    spool = await AsyncSpool.open(tmp_path / "spool", SpoolConfig(fsync="never"))
-    pipeline = Pipeline(StoreWriter(pool), spool, PipelineConfig(batch_rows=2000, batch_age_ms=20))
-    pipeline.start()
-    index = ConnectionIndex()
-    commands = Commands(index, pool, CommandsConfig(timeout_s=5.0))
-    registry = Registry(pool, ttl_s=5)
-    listeners = []
-    for protocol, cfg in (
-        (GBT32960, Gbt32960ListenerConfig(enabled=True, host="127.0.0.1", port=0)),
-        (JT808, Jt808ListenerConfig(enabled=True, host="127.0.0.1", port=0)),
-    ):
-        listener = Listener(
-            protocol, cfg, pipeline, registry, index=index, on_message=commands.on_message
-        )
-        await listener.start()
-        listeners.append(listener)
-    ocpp_cfg = OcppConfig(
-        enabled=True, host="127.0.0.1", port=0, security_profile=0, call_timeout_s=5.0
-    )
-    ocpp = OcppService(ocpp_cfg, pool, pipeline, registry)
-    await ocpp.start()
-    api_cfg = ApiConfig(enabled=True, command_timeout_s=5.0)
-    router = CommandRouter(LocalCommands(commands, ocpp.commands))
     try:
-        async with api_client(schema_dsn, api_cfg, router=router) as (client, _):
-            yield Rig(client, db, listeners[0], listeners[1], ocpp, tokens)
+        async with tcp_gateway(schema_dsn, tmp_path / "spool") as gw:
+            ocpp_cfg = OcppConfig(
+                enabled=True, host="127.0.0.1", port=0, security_profile=0, call_timeout_s=5.0
+            )
+            ocpp = OcppService(ocpp_cfg, gw.pool, gw.pipeline, gw.registry)
+            await ocpp.start()
+            api_cfg = ApiConfig(enabled=True, command_timeout_s=5.0)
+            router = CommandRouter(LocalCommands(gw.commands, ocpp.commands))
+            try:
+                async with api_client(schema_dsn, api_cfg, router=router) as (client, _):
+                    yield Rig(client, db, gw.gbt, gw.jt, ocpp, tokens)
+            finally:
+                await ocpp.stop()
     finally:
-        await ocpp.stop()
-        for listener in listeners:
-            await listener.stop(timeout=5)
-        await pipeline.close(timeout=10)
-        await spool.close()
-        await pool.close()
         await db.close()
 
 

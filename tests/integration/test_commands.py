@@ -17,21 +17,17 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from gateway.adapters.tcp import ConnectionIndex, Listener
+from gateway.adapters.tcp import Listener
 from gateway.codecs import gbt32960 as gbt
 from gateway.codecs.gbt32960 import constants as gc
-from gateway.commands import CommandError, CommandResult, Commands, CommandsConfig
-from gateway.config import Gbt32960ListenerConfig, Jt808ListenerConfig, PipelineConfig
+from gateway.commands import CommandError, CommandResult, Commands
 from gateway.ingest import GBT32960, JT808
-from gateway.pipeline import Pipeline
-from gateway.registry import Registry
 from gateway.simulator import Fleet, gbt_time
-from gateway.sink import StoreWriter
-from gateway.spool import AsyncSpool, SpoolConfig
-from gateway.store.connection import create_pool
 from gateway.store.testing import migrated_schema
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 from gateway.tcp_simulator_terminal import Terminal
+
+from .gatewaykit import tcp_gateway
 
 TIMEOUT = 10.0
 START = datetime(2026, 2, 1, tzinfo=UTC)
@@ -73,31 +69,10 @@ class Rig:
 async def rig(schema_dsn: str, tmp_path: Path) -> AsyncIterator[Rig]:
     db = await asyncpg.connect(schema_dsn)
     await db.execute("TRUNCATE commands")
-    pool = await create_pool(schema_dsn, max_size=4, timeout=10)
-    spool = await AsyncSpool.open(tmp_path / "spool", SpoolConfig(fsync="never"))
-    pipeline = Pipeline(StoreWriter(pool), spool, PipelineConfig(batch_rows=2000, batch_age_ms=20))
-    pipeline.start()
-    index = ConnectionIndex()
-    commands = Commands(index, pool, CommandsConfig(timeout_s=5.0))
-    registry = Registry(pool, ttl_s=5)
-    listeners = []
-    for protocol, cfg in (
-        (GBT32960, Gbt32960ListenerConfig(enabled=True, host="127.0.0.1", port=0)),
-        (JT808, Jt808ListenerConfig(enabled=True, host="127.0.0.1", port=0)),
-    ):
-        listener = Listener(
-            protocol, cfg, pipeline, registry, index=index, on_message=commands.on_message
-        )
-        await listener.start()
-        listeners.append(listener)
     try:
-        yield Rig(commands, listeners[0], listeners[1], db)
+        async with tcp_gateway(schema_dsn, tmp_path / "spool") as gw:
+            yield Rig(gw.commands, gw.gbt, gw.jt, db)
     finally:
-        for listener in listeners:
-            await listener.stop(timeout=5)
-        await pipeline.close(timeout=10)
-        await spool.close()
-        await pool.close()
         await db.close()
 
 

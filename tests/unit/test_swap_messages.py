@@ -23,7 +23,9 @@ from gateway.swap import schema as swap_schema
 from gateway.swap.messages import (
     MAX_PAYLOAD,
     TYPES,
+    ChargingBay,
     ChargingMessage,
+    InventoryBay,
     InventoryMessage,
     Reason,
     StatusMessage,
@@ -749,3 +751,14 @@ def test_any_bytes_decode_or_are_refused(data: bytes) -> None:
         decode(data, station_id="S")
     except SwapPayloadError as err:  # and nothing else
         assert err.message.startswith(err.path + ": ")
+
+
+@pytest.mark.parametrize(
+    ("bay", "record"), [(InventoryBay, BatteryInventory), (ChargingBay, BatteryCharging)]
+)
+def test_bay_entries_have_exactly_their_records_fields(bay: type, record: type) -> None:
+    """Normalization copies a bay entry's fields by name: a field on one side only would be
+    dropped or missing."""
+    message_wide = {"station_id", "time", "received_at"}
+    record_fields = {f.name for f in msgspec.structs.fields(record)} - message_wide
+    assert {f.name for f in msgspec.structs.fields(bay)} == record_fields
