@@ -4,6 +4,7 @@ ports (the same after a restart), a config of its own, SIGKILL or a clean stop."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,14 @@ from gateway.api.config import ApiConfig
 from gateway.api.db import create_api_pool
 from gateway.api.deps import ApiContext
 from gateway.api.ratelimit import RateLimiter
+from gateway.codecs import gbt32960 as gbt
+from gateway.codecs.gbt32960 import constants as gc
 from gateway.commands import Commands, CommandsConfig
 from gateway.config import Gbt32960ListenerConfig, Jt808ListenerConfig, PipelineConfig
 from gateway.ingest import GBT32960, JT808
 from gateway.pipeline import Pipeline
 from gateway.registry import Registry
+from gateway.simulator import Fleet, gbt_time
 from gateway.sink import StoreWriter
 from gateway.spool import AsyncSpool, SpoolConfig
 from gateway.store.connection import create_pool
@@ -251,3 +256,55 @@ async def tcp_gateway(dsn: str, spool_dir: Path) -> AsyncIterator[TcpGateway]:
         await pipeline.close(timeout=10)
         await spool.close()
         await pool.close()
+
+
+class SilentTruck:
+    """A GB/T 32960 terminal on a raw socket: logs in, then answers only when told to."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        seed: int,
+        start: datetime,
+    ) -> None:
+        self.reader, self.writer = reader, writer
+        self.frames = gbt.FrameReader()
+        fleet = Fleet(1, seed=seed, gbt_only=True, start=start)
+        self.fleet, self.truck = fleet, fleet.trucks[0]
+
+    @classmethod
+    async def login(cls, port: int, *, seed: int, start: datetime) -> SilentTruck:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        t = cls(reader, writer, seed=seed, start=start)
+        writer.write(t.fleet.login(t.truck))
+        assert (await t.recv()).response == gc.RESP_SUCCESS
+        return t
+
+    async def recv(self, timeout: float = 10.0) -> gbt.Frame:
+        async with asyncio.timeout(timeout):
+            while True:
+                item = self.frames.next_event()
+                if isinstance(item, bytes):
+                    return gbt.decode_frame(item)
+                assert item is None, item
+                data = await self.reader.read(65536)
+                assert data, "the platform closed"
+                self.frames.feed(data)
+
+    def answer(self, command: int, flag: int = gc.RESP_SUCCESS) -> None:
+        frame = gbt.Frame(
+            version=self.truck.version,
+            command=command,
+            response=flag,
+            vin=self.truck.vin,
+            encryption=gc.ENC_NONE,
+            body=gbt.TimeOnly(time=gbt_time(datetime.now(UTC))),
+        )
+        self.writer.write(gbt.encode_frame(frame))
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()

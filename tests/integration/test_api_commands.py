@@ -6,7 +6,6 @@ table and the audit in PostgreSQL. httpx talks to the real application (ASGI tra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +23,6 @@ from gateway.api.auth import TokenStore
 from gateway.api.config import ApiConfig
 from gateway.api.dispatch import LocalCommands
 from gateway.api.routing import CommandRouter
-from gateway.codecs import gbt32960 as gbt
 from gateway.codecs.gbt32960 import constants as gc
 from gateway.config import (
     OcppConfig,
@@ -32,11 +30,10 @@ from gateway.config import (
 from gateway.ingest import GBT32960, JT808
 from gateway.ocpp.service import OcppService
 from gateway.ocpp_simulator import ChargerFleet, ChargerSimConfig
-from gateway.simulator import Fleet
 from gateway.store.testing import migrated_schema
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 
-from .gatewaykit import api_client, tcp_gateway
+from .gatewaykit import SilentTruck, api_client, tcp_gateway
 
 TIMEOUT = 10.0
 SIM = SimConfig(frames=0, heartbeat_s=0, reconnect_min_s=0.05, reconnect_max_s=0.2)
@@ -246,43 +243,9 @@ async def test_commands_to_trucks_and_chargers_round_trip(rig: Rig) -> None:
     assert offline[0]["request"] == '{"args": {"ids": [9]}, "timeout_s": 5.0}'
 
 
-class SilentTruck:
-    """A GB/T 32960 terminal on a raw socket that logs in and never answers commands."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.frames = gbt.FrameReader()
-        self.fleet = Fleet(1, seed=77, gbt_only=True, start=datetime(2026, 2, 1, tzinfo=UTC))
-        self.truck = self.fleet.trucks[0]
-
-    @classmethod
-    async def login(cls, port: int) -> SilentTruck:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        t = cls(reader, writer)
-        writer.write(t.fleet.login(t.truck))
-        assert (await t.recv()).response == gc.RESP_SUCCESS
-        return t
-
-    async def recv(self) -> gbt.Frame:
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                item = self.frames.next_event()
-                if isinstance(item, bytes):
-                    return gbt.decode_frame(item)
-                assert item is None, item
-                data = await self.reader.read(65536)
-                assert data, "the platform closed"
-                self.frames.feed(data)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
 @pytest.mark.asyncio
 async def test_no_answer_in_time_is_504_with_the_command_id(rig: Rig) -> None:
-    truck = await SilentTruck.login(rig.gbt.port)
+    truck = await SilentTruck.login(rig.gbt.port, seed=77, start=datetime(2026, 2, 1, tzinfo=UTC))
     try:
         await rig.own([truck.truck.vin], [])
         r = await rig.send(

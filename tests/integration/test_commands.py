@@ -22,12 +22,11 @@ from gateway.codecs import gbt32960 as gbt
 from gateway.codecs.gbt32960 import constants as gc
 from gateway.commands import CommandError, CommandResult, Commands
 from gateway.ingest import GBT32960, JT808
-from gateway.simulator import Fleet, gbt_time
 from gateway.store.testing import migrated_schema
 from gateway.tcp_simulator import SimConfig, TerminalFleet
 from gateway.tcp_simulator_terminal import Terminal
 
-from .gatewaykit import tcp_gateway
+from .gatewaykit import SilentTruck, tcp_gateway
 
 TIMEOUT = 10.0
 START = datetime(2026, 2, 1, tzinfo=UTC)
@@ -273,55 +272,10 @@ async def test_offline_devices_answer_at_once(rig: Rig) -> None:
     assert [h.id for h in history] == [gone.id]
 
 
-class SilentTruck:
-    """A GB/T 32960 terminal on a raw socket: logs in, then answers only when told to."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.frames = gbt.FrameReader()
-        fleet = Fleet(1, seed=15, gbt_only=True, start=START)
-        self.fleet, self.truck = fleet, fleet.trucks[0]
-
-    @classmethod
-    async def login(cls, listener: Listener) -> SilentTruck:
-        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
-        t = cls(reader, writer)
-        writer.write(t.fleet.login(t.truck))
-        assert (await t.recv()).response == gc.RESP_SUCCESS
-        return t
-
-    async def recv(self) -> gbt.Frame:
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                item = self.frames.next_event()
-                if isinstance(item, bytes):
-                    return gbt.decode_frame(item)
-                assert item is None, item
-                data = await self.reader.read(65536)
-                assert data, "the platform closed"
-                self.frames.feed(data)
-
-    def answer(self, command: int, flag: int = gc.RESP_SUCCESS) -> None:
-        frame = gbt.Frame(
-            version=self.truck.version,
-            command=command,
-            response=flag,
-            vin=self.truck.vin,
-            encryption=gc.ENC_NONE,
-            body=gbt.TimeOnly(time=gbt_time(datetime.now(UTC))),
-        )
-        self.writer.write(gbt.encode_frame(frame))
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
 @pytest.mark.asyncio
 async def test_a_terminal_that_never_answers_times_out(rig: Rig) -> None:
     cmd = rig.commands
-    truck = await SilentTruck.login(rig.gbt)
+    truck = await SilentTruck.login(rig.gbt.port, seed=15, start=START)
     try:
         result = await cmd.set_parameters(truck.truck.vin, {0x09: 10}, timeout_s=0.3)
         assert result.status == "timeout" and result.sent_at is not None
@@ -341,7 +295,7 @@ async def test_a_terminal_that_never_answers_times_out(rig: Rig) -> None:
 @pytest.mark.asyncio
 async def test_gbt_second_command_of_a_kind_waits_for_the_first(rig: Rig) -> None:
     cmd = rig.commands
-    truck = await SilentTruck.login(rig.gbt)
+    truck = await SilentTruck.login(rig.gbt.port, seed=15, start=START)
     try:
         vin = truck.truck.vin
         first = asyncio.create_task(cmd.set_parameters(vin, {0x09: 10}))
